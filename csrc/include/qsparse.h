@@ -1,0 +1,205 @@
+/*
+ * qsparse.h -- the public C interface of the qsparse kernel libraries.
+ *
+ * Two shared libraries export this interface: the CPU library (C99 + OpenMP, built from csrc/) and the CUDA
+ * library (built from cuda/). Neither links Python or torch; Python reaches both through ctypes (qsparse/_lib.py).
+ *
+ * Conventions, for every entry point:
+ *   - Tensors are row-major 2-D views: `rows` x `cols` elements, the last dimension contiguous, consecutive rows
+ *     `*_stride` elements apart (stride >= cols). Sizes and strides are int64_t. Groups and blocks run along a row.
+ *   - The return value is a qs_status: 0 (QS_OK) on success; qs_status_string() gives the message. No entry point
+ *     exits, aborts, prints or keeps global mutable state; a failed call writes nothing to its outputs.
+ *   - Arguments are validated in a fixed order: parameter structs, sizes, strides, enums, then pointers. Pointers may
+ *     be NULL only when the tensor they describe is empty (rows == 0 or cols == 0).
+ *   - Results do not depend on the thread count (CPU) or the launch configuration (CUDA), and the CPU and CUDA
+ *     libraries give bit-identical results: both use the scalar format math of csrc/qs_scalar.h.
+ *   - `num_threads` <= 0 means the OpenMP default; CUDA entry points take the caller's device index and stream
+ *     (a cudaStream_t passed as void*) and return once the work is enqueued.
+ */
+#ifndef QSPARSE_H
+#define QSPARSE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define QS_API __declspec(dllexport)
+#else
+#define QS_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
+#define QS_ABI_VERSION 1
+
+typedef enum qs_status {
+    QS_OK = 0,
+    QS_ERR_NULL_POINTER = 1,     /* a required pointer is NULL */
+    QS_ERR_INVALID_SIZE = 2,     /* rows or cols negative, or rows * stride overflows int64 */
+    QS_ERR_INVALID_STRIDE = 3,   /* a row stride smaller than cols */
+    QS_ERR_INVALID_FORMAT = 4,   /* unknown format id */
+    QS_ERR_INVALID_GROUP = 5,    /* group/block size not allowed for the format, or an N:M group out of range */
+    QS_ERR_INVALID_ROUNDING = 6, /* unknown rounding mode */
+    QS_ERR_INVALID_DTYPE = 7,    /* unknown storage dtype */
+    QS_ERR_INVALID_ARGUMENT = 8, /* another argument out of range: keep > group, prune count > n, reserved != 0 ... */
+    QS_ERR_UNSUPPORTED = 9,      /* a valid combination this build does not implement */
+    QS_ERR_NO_MEMORY = 10,       /* a scratch allocation failed */
+    QS_ERR_CUDA = 11,            /* a CUDA runtime call failed (CUDA library only) */
+    QS_STATUS_COUNT_ = 12
+} qs_status;
+
+/* Storage dtypes of the tensors the kernels read and write. Output dtype always equals input dtype. */
+typedef enum qs_dtype {
+    QS_DTYPE_F32 = 0,
+    QS_DTYPE_F16 = 1,
+    QS_DTYPE_BF16 = 2,
+    QS_DTYPE_COUNT_ = 3
+} qs_dtype;
+
+/* Rounding of a scaled value onto the integer grid of a format (FORMATS.md, conventions). */
+typedef enum qs_rounding {
+    QS_ROUND_RNE = 0,        /* round half to even */
+    QS_ROUND_STOCHASTIC = 1, /* floor(v) + (u < frac(v)), u = k * 2^-24 from qs_scalar.h's counter-based hash of
+                                (seed, row * cols + col): the same on any thread count and on CPU and GPU */
+    QS_ROUNDING_COUNT_ = 2
+} qs_rounding;
+
+/* Format families: how a format maps a group of values onto its grid. */
+typedef enum qs_family {
+    QS_FAMILY_INT_SYM = 0,  /* int{b}: s = amax/(2^(b-1)-1), q in [-(2^(b-1)-1), 2^(b-1)-1] */
+    QS_FAMILY_INT_FULL = 1, /* int{b}_full: s = amax/(2^(b-1)-0.5), q in [-2^(b-1), 2^(b-1)-1] */
+    QS_FAMILY_INT_ASYM = 2, /* int{b}_asym: GPTQ's asymmetric min/max quantizer with an integer zero point */
+    QS_FAMILY_BFP = 3,      /* bfp{w}: HBFP, one unbounded shared exponent per block, w-1 magnitude bits */
+    QS_FAMILY_FLOAT = 4,    /* element-wise floating point cast (fp16, bf16, fp8_e4m3, fp8_e5m2) */
+    QS_FAMILY_COUNT_ = 5
+} qs_family;
+
+/* How a group's scale is stored, for bits-per-element accounting. */
+typedef enum qs_scale_kind {
+    QS_SCALE_NONE = 0,       /* element-wise format, no scale */
+    QS_SCALE_FLOAT = 1,      /* one floating point scale (and for asym an integer zero point) per group */
+    QS_SCALE_SHARED_EXP = 2  /* one shared power-of-two exponent per block */
+} qs_scale_kind;
+
+/* qs_format_info.flags */
+#define QS_FMT_HAS_INF        (1u << 0) /* the element grid has +-Inf codes */
+#define QS_FMT_HAS_NAN        (1u << 1) /* the element grid has NaN codes */
+#define QS_FMT_HAS_SUBNORMALS (1u << 2) /* the element grid has subnormal values */
+#define QS_FMT_SATURATES      (1u << 3) /* overflow saturates to +-max by default (else Inf, or NaN without Inf) */
+#define QS_FMT_HAS_CODES      (1u << 4) /* element format of <= 8 bits: qs_encode/qs_decode accept it */
+#define QS_FMT_FN_NAN         (1u << 5) /* only the all-ones exponent-and-mantissa code is NaN (OCP E4M3) */
+
+/* group_size values with a special meaning (otherwise > 0: groups of that many consecutive elements of a row;
+   a row whose length is not a multiple forms a partial last group). */
+#define QS_GROUP_ROW 0     /* one group per row (per channel for a [out, in] weight); element formats use this */
+#define QS_GROUP_TENSOR (-1) /* one group for the whole tensor */
+
+/* One row of the format table. Every number is derived from (family, bits, ebits, mbits, flags) by the table. */
+typedef struct qs_format_info {
+    const char *name;      /* canonical name, e.g. "int4_asym", "bfp8", "fp8_e4m3" (static storage) */
+    int32_t id;            /* the value to put in qs_quant_params.format */
+    int32_t family;        /* qs_family */
+    int32_t bits;          /* bits per element, sign included, scale excluded */
+    int32_t ebits;         /* exponent bits (QS_FAMILY_FLOAT), else 0 */
+    int32_t mbits;         /* explicit mantissa bits (FLOAT), magnitude bits (BFP: bits-1; INT: bits-1) */
+    int32_t bias;          /* exponent bias (FLOAT), else 0 */
+    int32_t emin;          /* unbiased exponent of the smallest normal (FLOAT), else 0 */
+    int32_t emax;          /* unbiased exponent of the largest finite value (FLOAT), else 0 */
+    int32_t scale_kind;    /* qs_scale_kind */
+    uint32_t flags;        /* QS_FMT_* */
+    int64_t default_group; /* group size used when the caller has no preference: > 0 or QS_GROUP_ROW */
+    int32_t qmin;          /* integer families: smallest code value (asym: 0); BFP: -(2^mbits - 1) */
+    int32_t qmax;          /* integer families: largest code value; BFP: 2^mbits - 1 */
+    double max_normal;     /* FLOAT: largest finite magnitude; INT/BFP: qmax (grid units of the scale) */
+    double min_normal;     /* FLOAT: smallest normal magnitude; INT/BFP: 1 */
+    double min_subnormal;  /* FLOAT: smallest subnormal magnitude (min_normal when none); INT/BFP: 1 */
+} qs_format_info;
+
+/* Parameters of one fake-quantization. All reserved fields must be zero (room to grow without an ABI break). */
+typedef struct qs_quant_params {
+    int32_t format;      /* qs_format_info.id */
+    int32_t rounding;    /* qs_rounding */
+    int64_t group_size;  /* > 0, QS_GROUP_ROW or QS_GROUP_TENSOR */
+    uint64_t seed;       /* key of the stochastic rounding stream */
+    int32_t saturate;    /* FLOAT family: -1 the format's default, 0 overflow to Inf (NaN without Inf), 1 clamp */
+    int32_t reserved0;
+    int64_t reserved[4];
+} qs_quant_params;
+
+/* Where a mask applies in a fused fake-quantization (the seed's `first:` key). Masked-out positions are +0.0. */
+typedef enum qs_mask_mode {
+    QS_MASK_NONE = 0,   /* no mask; the mask pointer is ignored */
+    QS_MASK_BEFORE = 1, /* sparsify, then quantize: group statistics see the zeros ("first: s") */
+    QS_MASK_AFTER = 2,  /* quantize, then sparsify: statistics see the dense values */
+    QS_MASK_MODE_COUNT_ = 3
+} qs_mask_mode;
+
+/* Largest N:M group the mask kernels accept. */
+#define QS_NM_MAX_GROUP 256
+
+/* ---- library facts ------------------------------------------------------------------------------------------- */
+
+/* QS_ABI_VERSION of the library actually loaded. */
+QS_API int32_t qs_abi_version(void);
+/* sizeof the structs above as compiled into the library (Python checks them against its ctypes mirrors). */
+QS_API int64_t qs_sizeof_format_info(void);
+QS_API int64_t qs_sizeof_quant_params(void);
+/* Static English message for a status; "unknown status" for values outside qs_status. Never NULL. */
+QS_API const char *qs_status_string(int32_t status);
+
+#define QS_CAP_OPENMP (1u << 0) /* CPU library: built with OpenMP */
+#define QS_CAP_CUDA   (1u << 1) /* CUDA library */
+QS_API uint32_t qs_capabilities(void);
+
+/* ---- the format table ---------------------------------------------------------------------------------------- */
+
+QS_API int32_t qs_format_count(void);
+/* Copies row `index` (0 <= index < qs_format_count(); index == id) into *out. */
+QS_API int32_t qs_format_get(int32_t index, qs_format_info *out);
+
+/* ---- CPU kernels ---------------------------------------------------------------------------------------------- */
+
+/* y = fake_quant(x) in groups along each row; y may equal x (in place) but must not overlap it otherwise.
+   mask (uint8 0/1, row stride mask_stride) is read only when mask_mode != QS_MASK_NONE. */
+QS_API int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                 const void *x, int64_t x_stride, void *y, int64_t y_stride,
+                                 const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                                 int32_t num_threads);
+
+/* mask = keep the `keep` largest scores of every `group` consecutive entries of a row (1 <= group <=
+   QS_NM_MAX_GROUP, 0 <= keep <= group). Ties go to the lowest index; NaN ranks above +Inf; -0.0 equals +0.0.
+   A partial last group of r < group entries keeps min(keep, r) (as if padded with scores below every value). */
+QS_API int32_t qs_nm_mask_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *scores, int64_t s_stride,
+                              uint8_t *mask, int64_t m_stride, int32_t keep, int32_t group, int32_t num_threads);
+
+/* mask = prune the `prune` smallest |w| (per tensor, or per row when per_row != 0, then 0 <= prune <= cols)
+   and keep the rest. Ties keep the lowest index (in row-major order); NaN counts as the largest magnitude. */
+QS_API int32_t qs_magnitude_mask_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *w, int64_t w_stride,
+                                     uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,
+                                     int32_t num_threads);
+
+/* Element codes of a QS_FMT_HAS_CODES format: codes[i] = the code of x[i] rounded to nearest-even (saturate as
+   in qs_quant_params), and the inverse. A NaN encodes to the format's NaN code with x's sign. */
+QS_API int32_t qs_encode_cpu(int32_t format, int32_t saturate, int64_t n, const float *x, uint8_t *codes);
+QS_API int32_t qs_decode_cpu(int32_t format, int64_t n, const uint8_t *codes, float *x);
+
+/* ---- CUDA kernels (CUDA library only; same semantics and results as the CPU versions) ------------------------- */
+
+QS_API int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                  const void *x, int64_t x_stride, void *y, int64_t y_stride,
+                                  const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                                  int32_t device, void *stream);
+QS_API int32_t qs_nm_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *scores, int64_t s_stride,
+                               uint8_t *mask, int64_t m_stride, int32_t keep, int32_t group,
+                               int32_t device, void *stream);
+QS_API int32_t qs_magnitude_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *w, int64_t w_stride,
+                                      uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,
+                                      int32_t device, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QSPARSE_H */

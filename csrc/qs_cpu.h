@@ -1,0 +1,87 @@
+/*
+ * qs_cpu.h -- execution helpers of the CPU library: thread counts, the floating point environment, and
+ * per-function SIMD clones. Nothing here changes a result; it only decides how fast and on how many threads.
+ */
+#ifndef QS_CPU_H
+#define QS_CPU_H
+
+#include <stdint.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <xmmintrin.h>
+#define QS_HAVE_MXCSR 1
+#endif
+
+/* Hot loops are compiled twice on x86-64 Linux with GCC, for AVX2 and for the baseline, and the loader picks one
+   (ifunc). Both clones compute the same IEEE operations, so results do not depend on the clone. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(QS_NO_CLONES)
+#define QS_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define QS_CLONES
+#endif
+
+#if defined(__GNUC__)
+#define QS_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define QS_ALWAYS_INLINE static inline
+#endif
+
+/* Below this many elements a call runs on the calling thread only. */
+#define QS_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)
+
+static inline int qs_thread_count(int32_t requested, int64_t work) {
+#ifdef _OPENMP
+    int n = requested > 0 ? (int)requested : omp_get_max_threads();
+    if (work < QS_PARALLEL_MIN_ELEMS) n = 1;
+    return n < 1 ? 1 : n;
+#else
+    (void)requested;
+    (void)work;
+    return 1;
+#endif
+}
+
+static inline int qs_thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* The format math assumes IEEE defaults: round to nearest even, subnormals neither flushed nor treated as zero.
+   A host process may have set flush-to-zero (e.g. torch.set_flush_denormal(True)) on its threads; every
+   parallel region saves the thread's state, sets the defaults, and restores the state on the way out. */
+typedef struct qs_fpenv {
+#ifdef QS_HAVE_MXCSR
+    unsigned int mxcsr;
+#else
+    int unused;
+#endif
+} qs_fpenv;
+
+static inline qs_fpenv qs_fpenv_enter(void) {
+    qs_fpenv e;
+#ifdef QS_HAVE_MXCSR
+    e.mxcsr = _mm_getcsr();
+    /* clear FTZ (bit 15), DAZ (bit 6) and the rounding control (bits 13-14: 00 = nearest) */
+    _mm_setcsr(e.mxcsr & ~(0x8000u | 0x0040u | 0x6000u));
+#else
+    e.unused = 0;
+#endif
+    return e;
+}
+
+static inline void qs_fpenv_leave(qs_fpenv e) {
+#ifdef QS_HAVE_MXCSR
+    _mm_setcsr(e.mxcsr);
+#else
+    (void)e;
+#endif
+}
+
+#endif /* QS_CPU_H */

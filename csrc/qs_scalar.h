@@ -1,0 +1,351 @@
+/*
+ * qs_scalar.h -- the scalar format math of qsparse, shared by the CPU library (csrc/) and the CUDA library (cuda/).
+ *
+ * Everything here is a pure function of its arguments, marked host+device under nvcc, so that CPU and GPU results
+ * are bit-identical. Arithmetic is IEEE binary32 with round-to-nearest-even and no contraction (the build passes
+ * -ffp-contract=off / --fmad=false; no fast-math anywhere): each line below is one correctly rounded operation, in
+ * the order FORMATS.md and the cited sources write them. Exponent arithmetic is integer arithmetic on bit patterns
+ * with explicit clamps.
+ *
+ * Invariants the kernels rely on:
+ *   - qs_round_float() maps any binary32 value onto the grid of a QS_FAMILY_FLOAT format exactly (no double
+ *     rounding), for every exponent range including the target's subnormals and binary32 subnormal inputs.
+ *   - Group quantizers take a finite group (the caller turns a group with NaN or Inf into NaN outputs first).
+ *   - The stochastic stream is a pure function of (seed, element index): qs_rand24().
+ */
+#ifndef QS_SCALAR_H
+#define QS_SCALAR_H
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__CUDACC__)
+#define QS_HD static __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+/* always inlined: the kernels' loops must see straight-line code to vectorize */
+#define QS_HD static inline __attribute__((always_inline))
+#else
+#define QS_HD static inline
+#endif
+
+#if defined(__cplusplus)
+#define QS_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define QS_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
+QS_STATIC_ASSERT(sizeof(float) == 4, "binary32 float required");
+
+/* ---- bit casts ------------------------------------------------------------------------------------------------ */
+
+QS_HD uint32_t qs_f2u(float f) {
+#if defined(__CUDA_ARCH__)
+    return __float_as_uint(f);
+#else
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+#endif
+}
+
+QS_HD float qs_u2f(uint32_t u) {
+#if defined(__CUDA_ARCH__)
+    return __uint_as_float(u);
+#else
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+#endif
+}
+
+#define QS_F32_SIGN 0x80000000u
+#define QS_F32_INF_BITS 0x7f800000u
+#define QS_F32_QNAN_BITS 0x7fc00000u
+#define QS_F32_MAX_BITS 0x7f7fffffu
+
+QS_HD float qs_qnan(void) { return qs_u2f(QS_F32_QNAN_BITS); }
+QS_HD int qs_isnan(float x) { return (qs_f2u(x) & ~QS_F32_SIGN) > QS_F32_INF_BITS; }
+/* Not NaN and not +-Inf. */
+QS_HD int qs_isfinite(float x) { return (qs_f2u(x) & QS_F32_INF_BITS) != QS_F32_INF_BITS; }
+QS_HD float qs_abs(float x) { return qs_u2f(qs_f2u(x) & ~QS_F32_SIGN); }
+QS_HD float qs_copysign(float mag, float sgn) {
+    return qs_u2f((qs_f2u(mag) & ~QS_F32_SIGN) | (qs_f2u(sgn) & QS_F32_SIGN));
+}
+
+/* cond ? a : b, as a bit blend on the host: a ternary whose arm is arithmetic gets that arithmetic sunk into a
+   branch, which GCC then cannot if-convert (FP operations may trap), and the loop stays scalar. */
+QS_HD float qs_select(int cond, float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return cond ? a : b;
+#else
+    uint32_t m = 0u - (uint32_t)(cond != 0);
+    return qs_u2f((qs_f2u(a) & m) | (qs_f2u(b) & ~m));
+#endif
+}
+
+/* 2^k as a binary32 for -149 <= k <= 127 (subnormal powers included), built from bits. */
+QS_HD float qs_exp2i(int32_t k) {
+    if (k >= -126) return qs_u2f((uint32_t)(k + 127) << 23);
+    return qs_u2f(1u << (uint32_t)(k + 149));
+}
+
+/* ---- rounding to integers ------------------------------------------------------------------------------------- */
+
+/* Round half to even. For |v| < 2^23 adding and subtracting 2^23 rounds at the units place (binary32 has a unit
+   ulp in [2^23, 2^24)); larger magnitudes, Inf and NaN are already integral. The sign of zero is kept. */
+QS_HD float qs_rint(float v) {
+#if defined(__CUDA_ARCH__)
+    return rintf(v);
+#else
+    const float two23 = 8388608.0f;
+    float a = qs_abs(v);
+    float r = (a + two23) - two23;
+    return qs_select(a < two23, qs_copysign(r, v), v);
+#endif
+}
+
+QS_HD float qs_floor(float v) {
+    float r = qs_rint(v);
+    return r - qs_select(r > v, 1.0f, 0.0f);
+}
+
+/* ---- the stochastic rounding stream --------------------------------------------------------------------------- */
+
+/* The murmur3 32-bit finalizer: a bijection with full avalanche. */
+QS_HD uint32_t qs_mix32(uint32_t h) {
+    h ^= h >> 16;
+    h *= 0x85ebca6bu;
+    h ^= h >> 13;
+    h *= 0xc2b2ae35u;
+    h ^= h >> 16;
+    return h;
+}
+
+typedef struct qs_rng {
+    uint32_t k0, k1;
+} qs_rng;
+
+QS_HD qs_rng qs_rng_make(uint64_t seed) {
+    qs_rng r;
+    r.k0 = qs_mix32((uint32_t)seed ^ 0x9e3779b9u);
+    r.k1 = qs_mix32((uint32_t)(seed >> 32) ^ r.k0 ^ 0x7f4a7c15u);
+    return r;
+}
+
+/* 24 random bits for element `index` (row * cols + col of the logical tensor): u = qs_rand24() * 2^-24 in [0,1). */
+QS_HD uint32_t qs_rand24(qs_rng r, uint64_t index) {
+    uint32_t khi = qs_mix32((uint32_t)(index >> 32) ^ r.k1);
+    return qs_mix32(qs_mix32((uint32_t)index ^ khi) ^ r.k0) >> 8;
+}
+
+QS_HD float qs_u24_to_unit(uint32_t u24) { return (float)u24 * 5.9604644775390625e-08f; /* 2^-24 */ }
+
+/* floor(v) + 1 when u < frac(v), else floor(v): P(up) = ceil(frac * 2^24) / 2^24, unbiased to within 2^-24.
+   frac = v - floor(v) is one binary32 subtraction: exact for v >= 0 (Sterbenz), rounded for -1 < v < 0. */
+QS_HD float qs_round_stochastic(float v, uint32_t u24) {
+    float f = qs_floor(v);
+    float frac = v - f;
+    return f + qs_select(qs_u24_to_unit(u24) < frac, 1.0f, 0.0f);
+}
+
+QS_HD float qs_round_int(float v, int32_t rounding, uint32_t u24) {
+    return rounding == 1 /* QS_ROUND_STOCHASTIC */ ? qs_round_stochastic(v, u24) : qs_rint(v);
+}
+
+/* ---- storage dtypes ------------------------------------------------------------------------------------------- */
+
+QS_HD float qs_bf16_to_f32(uint16_t h) { return qs_u2f((uint32_t)h << 16); }
+
+/* Round to nearest even; NaN stays NaN (quiet bit forced so that truncation cannot make it Inf). */
+QS_HD uint16_t qs_f32_to_bf16(float f) {
+    uint32_t u = qs_f2u(f);
+    uint32_t nan = (uint32_t)((u >> 16) | 0x0040u);
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+    return (uint16_t)((u & ~QS_F32_SIGN) > QS_F32_INF_BITS ? nan : r);
+}
+
+QS_HD float qs_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t e = (h >> 10) & 0x1fu;
+    uint32_t m = h & 0x3ffu;
+    if (e == 0x1fu) return qs_u2f(sign | QS_F32_INF_BITS | (m << 13)); /* Inf, NaN (payload kept) */
+    if (e == 0) {
+        /* zero or subnormal: m * 2^-24, exact in binary32 */
+        float v = (float)m * 5.9604644775390625e-08f;
+        return qs_u2f(sign | qs_f2u(v));
+    }
+    return qs_u2f(sign | ((e + 112u) << 23) | (m << 13));
+}
+
+/* Round to nearest even with IEEE overflow to Inf; NaN stays NaN. */
+QS_HD uint16_t qs_f32_to_f16(float f) {
+    uint32_t u = qs_f2u(f);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & ~QS_F32_SIGN;
+    if (a > QS_F32_INF_BITS) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+    if (a >= 0x38800000u) { /* |f| >= 2^-14: normal range of fp16 */
+        /* rebias the exponent (127 -> 15) and round away 13 mantissa bits; a carry moves into the exponent and
+           an exponent that reaches 31 is Inf. */
+        uint32_t r = a - 0x38000000u; /* (127 - 15) << 23 */
+        r += 0xfffu + ((r >> 13) & 1u);
+        r >>= 13;
+        if (r >= 0x7c00u || a >= QS_F32_INF_BITS) r = 0x7c00u;
+        return (uint16_t)(sign | r);
+    }
+    /* subnormal or zero: the integer multiple of 2^-24, rounded half to even (2^24 * |f| is exact) */
+    {
+        float v = qs_u2f(a) * 16777216.0f;
+        uint32_t m = (uint32_t)qs_rint(v);
+        return (uint16_t)(sign | m); /* m == 0x400 is exactly the smallest normal: the encoding carries over */
+    }
+}
+
+QS_HD float qs_load(const void *p, int64_t i, int32_t dtype) {
+    if (dtype == 0) return ((const float *)p)[i];
+    if (dtype == 1) return qs_f16_to_f32(((const uint16_t *)p)[i]);
+    return qs_bf16_to_f32(((const uint16_t *)p)[i]);
+}
+
+QS_HD void qs_store(void *p, int64_t i, int32_t dtype, float v) {
+    if (dtype == 0) ((float *)p)[i] = v;
+    else if (dtype == 1) ((uint16_t *)p)[i] = qs_f32_to_f16(v);
+    else ((uint16_t *)p)[i] = qs_f32_to_bf16(v);
+}
+
+/* ---- element-wise floating point formats ---------------------------------------------------------------------- */
+
+/* What the rounding of one QS_FAMILY_FLOAT format needs, derived once per call from its table row. */
+typedef struct qs_ftraits {
+    uint32_t shift;           /* 23 - mbits: binary32 mantissa bits dropped in the target's normal range */
+    float drop_unit;          /* 2^-shift: the dropped bits as a fraction of one unit */
+    uint32_t min_normal_bits; /* binary32 bits of 2^emin */
+    float sub_quantum_x64;    /* 2^(emin - mbits + 64): the grid spacing below 2^emin, times 2^64 (see below) */
+    float max_normal;         /* largest finite magnitude */
+    float overflow;           /* what overflow and Inf become: max_normal (saturating), Inf, or NaN (no Inf) */
+} qs_ftraits;
+
+/* x rounded onto the format's grid. `rounding` is qs_rounding, u24 the element's random bits (stochastic only).
+   Normal range: drop `shift` mantissa bits of |x| and round up by one unit when RNE (or the stochastic draw)
+   says so; the carry may move into the exponent, which is exactly the next binade's grid. Below 2^emin the grid is
+   uniform with spacing q = 2^(emin - mbits), and |x| / q is exact; q itself is a binary32 subnormal for bf16, so
+   the division is done as (|x| * 2^64) / (q * 2^64) and the product back as (k * q * 2^64) * 2^-64, all exact,
+   to keep denormal operands (slow on x86) off the common path. Overflow is decided after rounding, as IEEE
+   does: a value that rounds above max_normal saturates, or becomes Inf (NaN for formats without Inf); an Inf
+   input does the same; a NaN input is returned as is. Both ranges are computed and one is selected, so that the
+   function is straight-line code (vectorizable); the unused path may overflow harmlessly. */
+QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint32_t u24) {
+    const uint32_t u = qs_f2u(x);
+    const uint32_t sign = u & QS_F32_SIGN;
+    const uint32_t a = u & ~QS_F32_SIGN;
+    const float over = t->overflow;
+    /* subnormal range of the target */
+    const float two64 = 18446744073709551616.0f, two_m64 = 5.42101086242752217e-20f;
+    const float rs = (qs_round_int((qs_u2f(a) * two64) / t->sub_quantum_x64, rounding, u24) * t->sub_quantum_x64) *
+                     two_m64;
+    /* normal range: integer rounding of the bit pattern */
+    const uint32_t low_mask = (1u << t->shift) - 1u;
+    const uint32_t dropped = a & low_mask;
+    const uint32_t half = 1u << (t->shift - 1u);
+    const uint32_t up_rne = (dropped > half) | ((dropped == half) & (a >> t->shift));
+    const uint32_t up_sto = qs_u24_to_unit(u24) < (float)dropped * t->drop_unit;
+    const uint32_t up = (rounding == 1 /* QS_ROUND_STOCHASTIC */ ? up_sto : up_rne) & 1u;
+    const float rn = qs_u2f((a & ~low_mask) + (up << t->shift));
+    float r = qs_select(a < t->min_normal_bits, rs, rn);
+    r = qs_select(r > t->max_normal, over, r);
+    r = qs_select(a == QS_F32_INF_BITS, over, r);
+    r = qs_select(a > QS_F32_INF_BITS, qs_u2f(a), r);
+    return qs_u2f(sign | qs_f2u(r));
+}
+
+/* ---- integer grids with a per-group scale --------------------------------------------------------------------- */
+
+/* Largest finite binary32: a product q * s that rounds past it (only when the group max is within a few ulps of
+   FLT_MAX) is clamped here, because integer formats have no Inf. */
+QS_HD float qs_clamp_finite(float y) {
+    float m = qs_u2f(QS_F32_MAX_BITS);
+    return y > m ? m : (y < -m ? -m : y);
+}
+
+QS_HD float qs_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+/* Round half to even of 0 <= a < 2^23 (no sign handling needed: the callers clamp first). */
+QS_HD float qs_rint_nonneg(float a) {
+#if defined(__CUDA_ARCH__)
+    return rintf(a);
+#else
+    const float two23 = 8388608.0f;
+    return (a + two23) - two23;
+#endif
+}
+
+/* Symmetric (int{b}, int{b}_full): y = s * clamp(round(x / s), qmin, qmax), qmin = -qneg. The caller handles
+   s == 0. For RNE this is evaluated on magnitudes, which gives the same bits: RNE is odd-symmetric, clamping to
+   integer bounds commutes with rounding, and y takes x's sign (a zero result keeps it, as round(-0.3) = -0.0). */
+QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t rounding, uint32_t u24) {
+    const float fmax = qs_u2f(QS_F32_MAX_BITS);
+    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
+        float q = qs_clampf(qs_round_stochastic(x / s, u24), -qneg, qpos);
+        return qs_clamp_finite(q * s);
+    } else {
+        float bound = qs_select(qs_f2u(x) >> 31, qneg, qpos);
+        float a = qs_abs(x) / s;
+        float q = qs_rint_nonneg(a < bound ? a : bound);
+        float y = q * s;
+        return qs_copysign(y < fmax ? y : fmax, x);
+    }
+}
+
+/* Asymmetric (GPTQ Quantizer, sym=False): y = s * (clamp(round(x / s) + z, 0, maxq) - z), z an integer in
+   [0, maxq]. Clamping x / s to [-z, maxq - z] before rounding is the same clamp (integer bounds), and keeps the
+   value small enough for the add-and-subtract rounding; a zero result is +0.0 either way ((-0 + z) - z = +0). */
+QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rounding, uint32_t u24) {
+    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
+        float q = qs_clampf(qs_round_stochastic(x / s, u24) + z, 0.0f, maxq);
+        return qs_clamp_finite(s * (q - z));
+    } else {
+        const float magic = 12582912.0f; /* 1.5 * 2^23: rounds any |v| < 2^22 to an integer, half to even */
+        float v = qs_clampf(x / s, -z, maxq - z);
+        float q = ((v + magic) - magic) + z;
+        return qs_clamp_finite(s * (q - z));
+    }
+}
+
+/* HBFP block: y = clamp(round(x / interval) * interval, -maxv, maxv); x / interval is exact (power of two) and at
+   most 2^mbits in magnitude. RNE on magnitudes, as above. */
+QS_HD float qs_quant_bfp(float x, float interval, float maxv, int32_t rounding, uint32_t u24) {
+    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
+        float y = qs_round_stochastic(x / interval, u24) * interval;
+        return qs_clampf(y, -maxv, maxv);
+    } else {
+        float y = qs_rint_nonneg(qs_abs(x) / interval) * interval;
+        return qs_copysign(y < maxv ? y : maxv, x);
+    }
+}
+
+/* The HBFP shared exponent of a block with finite maximum magnitude amax: e = ceil(log2(amax + 1e-8)), the sum
+   rounded to binary32 as HBFP computes it and the logarithm taken exactly from the bits. The result lies in
+   [-26, 128] because amax + 1e-8 >= 1e-8. */
+QS_HD int32_t qs_bfp_exponent(float amax) {
+    float m = amax + 1e-8f;
+    uint32_t b = qs_f2u(m);
+    int32_t e = (int32_t)((b >> 23) & 0xffu) - 127;
+    return e + ((b & 0x7fffffu) != 0u ? 1 : 0);
+}
+
+/* ---- N:M ranking ---------------------------------------------------------------------------------------------- */
+
+/* A key whose unsigned order is the score order used by masks: -0.0 == +0.0, NaN above +Inf. */
+QS_HD uint32_t qs_score_key(float s) {
+    uint32_t u = qs_f2u(s);
+    if ((u & ~QS_F32_SIGN) > QS_F32_INF_BITS) return 0xffffffffu;
+    if ((u & ~QS_F32_SIGN) == 0u) u = 0u;
+    return (u & QS_F32_SIGN) ? ~u : (u | QS_F32_SIGN);
+}
+
+/* A key for |w| with the same properties (NaN largest): the magnitude bits are already ordered. */
+QS_HD uint32_t qs_magnitude_key(float w) {
+    uint32_t a = qs_f2u(w) & ~QS_F32_SIGN;
+    return a > QS_F32_INF_BITS ? 0xffffffffu : a;
+}
+
+#endif /* QS_SCALAR_H */

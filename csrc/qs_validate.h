@@ -1,0 +1,93 @@
+/*
+ * qs_validate.h -- argument checks shared by the CPU and CUDA entry points (host code), so that both libraries
+ * return the same status for the same bad call. Order: structs, sizes, strides, enums, then pointers.
+ */
+#ifndef QS_VALIDATE_H
+#define QS_VALIDATE_H
+
+#include <stdint.h>
+
+#include "include/qsparse.h"
+#include "qs_format_table.h"
+
+#define QS_MAX_THREADS 4096
+
+/* A rows x cols view with row stride `stride`: sizes non-negative, stride >= cols, and the last element's offset
+   (rows-1)*stride + cols - 1 representable in int64. */
+static inline int32_t qs_check_sizes(int64_t rows, int64_t cols) {
+    if (rows < 0 || cols < 0) return QS_ERR_INVALID_SIZE;
+    if (cols > 0 && rows > INT64_MAX / cols) return QS_ERR_INVALID_SIZE; /* logical indices row*cols+col */
+    return QS_OK;
+}
+
+static inline int32_t qs_check_stride(int64_t rows, int64_t cols, int64_t stride) {
+    if (stride < cols) return QS_ERR_INVALID_STRIDE;
+    if (rows > 1 && cols > 0 && rows - 1 > (INT64_MAX - cols) / stride) return QS_ERR_INVALID_SIZE;
+    return QS_OK;
+}
+
+static inline int32_t qs_check_dtype(int32_t dtype) {
+    return (dtype >= 0 && dtype < QS_DTYPE_COUNT_) ? QS_OK : QS_ERR_INVALID_DTYPE;
+}
+
+#define QS_TRY(expr)                          \
+    do {                                      \
+        int32_t qs_try_status_ = (expr);      \
+        if (qs_try_status_ != QS_OK) return qs_try_status_; \
+    } while (0)
+
+/* Everything about a fake-quantization call except the execution resource (threads or stream). */
+static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtype, int64_t rows, int64_t cols,
+                                          const void *x, int64_t x_stride, const void *y, int64_t y_stride,
+                                          const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                                          qs_kernel_traits *kt) {
+    int i;
+    if (p == NULL) return QS_ERR_NULL_POINTER;
+    if (p->reserved0 != 0) return QS_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < 4; i++)
+        if (p->reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
+    QS_TRY(qs_check_sizes(rows, cols));
+    QS_TRY(qs_check_stride(rows, cols, x_stride));
+    QS_TRY(qs_check_stride(rows, cols, y_stride));
+    if (mask_mode != QS_MASK_NONE) QS_TRY(qs_check_stride(rows, cols, mask_stride));
+    QS_TRY(qs_check_dtype(dtype));
+    QS_TRY(qs_kernel_traits_make(p, kt));
+    if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
+    /* element-wise formats have no groups: only the neutral QS_GROUP_ROW is accepted */
+    if (kt->family == QS_FAMILY_FLOAT && p->group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
+    if (mask_mode < 0 || mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (x == NULL || y == NULL) return QS_ERR_NULL_POINTER;
+    if (mask_mode != QS_MASK_NONE && mask == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+static inline int32_t qs_check_nm_mask(int32_t dtype, int64_t rows, int64_t cols, const void *scores,
+                                       int64_t s_stride, const uint8_t *mask, int64_t m_stride, int32_t keep,
+                                       int32_t group) {
+    QS_TRY(qs_check_sizes(rows, cols));
+    QS_TRY(qs_check_stride(rows, cols, s_stride));
+    QS_TRY(qs_check_stride(rows, cols, m_stride));
+    QS_TRY(qs_check_dtype(dtype));
+    if (group < 1 || group > QS_NM_MAX_GROUP) return QS_ERR_INVALID_GROUP;
+    if (keep < 0 || keep > group) return QS_ERR_INVALID_ARGUMENT;
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (scores == NULL || mask == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+static inline int32_t qs_check_magnitude_mask(int32_t dtype, int64_t rows, int64_t cols, const void *w,
+                                              int64_t w_stride, const uint8_t *mask, int64_t m_stride,
+                                              int64_t prune, int32_t per_row) {
+    QS_TRY(qs_check_sizes(rows, cols));
+    QS_TRY(qs_check_stride(rows, cols, w_stride));
+    QS_TRY(qs_check_stride(rows, cols, m_stride));
+    QS_TRY(qs_check_dtype(dtype));
+    if (per_row != 0 && per_row != 1) return QS_ERR_INVALID_ARGUMENT;
+    if (prune < 0 || prune > (per_row ? cols : rows * cols)) return QS_ERR_INVALID_ARGUMENT;
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (w == NULL || mask == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+#endif /* QS_VALIDATE_H */

@@ -1,0 +1,24 @@
+"""qsparse: emulate sparse, low-precision LLMs in PyTorch.
+
+Fake quantization in the number formats of the literature, N:M and unstructured sparsity masks, and ``BFPLinear``,
+a drop-in ``nn.Linear`` that keeps a mask and quantizes its weight and input. Hot paths are C (CPU) and CUDA
+kernels called through ctypes and exposed as torch.library custom ops.
+"""
+from . import formats
+from .errors import QsparseError
+from .formats import Format
+from .functional import decode, encode, fake_quant, magnitude_mask, nm_mask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "QsparseError",
+    "Format",
+    "formats",
+    "fake_quant",
+    "nm_mask",
+    "magnitude_mask",
+    "encode",
+    "decode",
+    "__version__",
+]

@@ -1,0 +1,260 @@
+"""Number formats: the Python view of the C format table and the parser of format names.
+
+Every format is one row of the C table (csrc/qs_format_table.h); :func:`table` reads the rows through the CPU
+library, so there is no second list here. What this module adds is naming: the canonical names of the table
+(``int4``, ``int4_full``, ``int4_asym``, ``bfp8``, ``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2``), the aliases
+users type (``float16``, ``bfloat16``, ``float8_e4m3fn``, ``e5m2``, ``int4_sym``, ...), and :class:`Format`, a
+format together with the options of one use of it (group size, rounding, saturation).
+
+Definitions of every format are in FORMATS.md (sections 1-3); the numbers below come from the C table.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from typing import Optional, Tuple, Union
+
+from . import _lib
+
+FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float")
+SCALE_KINDS = ("none", "float", "shared_exp")
+ROUNDINGS = ("rne", "stochastic")
+
+# qs_format_info.flags
+_HAS_INF, _HAS_NAN, _HAS_SUBNORMALS, _SATURATES, _HAS_CODES = 1, 2, 4, 8, 16
+
+GroupSize = Union[int, str, None]
+
+
+@dataclass(frozen=True)
+class FormatInfo:
+    """One row of the C format table (qs_format_info), with its flags spelled out."""
+
+    name: str
+    id: int
+    family: str  # one of FAMILIES
+    bits: int  # bits per element, sign included, scale excluded
+    ebits: int  # exponent bits (family "float")
+    mbits: int  # mantissa bits (float) or magnitude bits (int, bfp)
+    bias: int
+    emin: int
+    emax: int
+    scale_kind: str  # one of SCALE_KINDS
+    default_group: Optional[int]  # block size, or None for per row (int) / no groups (element-wise)
+    qmin: int
+    qmax: int
+    max_normal: float  # float: largest finite magnitude; int/bfp: qmax in units of the scale
+    min_normal: float
+    min_subnormal: float
+    has_inf: bool
+    has_nan: bool
+    has_subnormals: bool
+    saturates: bool  # overflow saturates by default
+    has_codes: bool  # element codes available (formats.encode / formats.decode)
+
+    @property
+    def elementwise(self) -> bool:
+        """True for formats without a per-group scale (casts such as fp16 or fp8_e4m3)."""
+        return self.scale_kind == "none"
+
+
+_table: Optional[Tuple[FormatInfo, ...]] = None
+_by_name: dict = {}
+
+
+def table() -> Tuple[FormatInfo, ...]:
+    """All formats of the C table, in id order."""
+    global _table, _by_name
+    if _table is None:
+        rows = []
+        for r in _lib.format_table():
+            flags = r["flags"]
+            rows.append(
+                FormatInfo(
+                    name=r["name"],
+                    id=r["id"],
+                    family=FAMILIES[r["family"]],
+                    bits=r["bits"],
+                    ebits=r["ebits"],
+                    mbits=r["mbits"],
+                    bias=r["bias"],
+                    emin=r["emin"],
+                    emax=r["emax"],
+                    scale_kind=SCALE_KINDS[r["scale_kind"]],
+                    default_group=r["default_group"] if r["default_group"] > 0 else None,
+                    qmin=r["qmin"],
+                    qmax=r["qmax"],
+                    max_normal=r["max_normal"],
+                    min_normal=r["min_normal"],
+                    min_subnormal=r["min_subnormal"],
+                    has_inf=bool(flags & _HAS_INF),
+                    has_nan=bool(flags & _HAS_NAN),
+                    has_subnormals=bool(flags & _HAS_SUBNORMALS),
+                    saturates=bool(flags & _SATURATES),
+                    has_codes=bool(flags & _HAS_CODES),
+                )
+            )
+        _by_name = {f.name: f for f in rows}
+        _table = tuple(rows)
+    return _table
+
+
+def names() -> Tuple[str, ...]:
+    """Canonical names of all formats."""
+    return tuple(f.name for f in table())
+
+
+# Names users type for the same formats. Lower-case, '-' and ' ' read as '_'.
+_ALIASES = {
+    "float16": "fp16",
+    "half": "fp16",
+    "fp16_e5m10": "fp16",
+    "bfloat16": "bf16",
+    "bf16_e8m7": "bf16",
+    "e4m3": "fp8_e4m3",
+    "fp8_e4m3fn": "fp8_e4m3",
+    "float8_e4m3fn": "fp8_e4m3",
+    "float8_e4m3": "fp8_e4m3",
+    "e5m2": "fp8_e5m2",
+    "float8_e5m2": "fp8_e5m2",
+}
+_INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
+_INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
+_INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
+_HBFP_ALIAS = re.compile(r"^hbfp([0-9]+)$")
+
+
+def _normalize(name: str) -> str:
+    return re.sub(r"[-\s]+", "_", name.strip().lower())
+
+
+def parse(name: str) -> str:
+    """The canonical name of a format name or alias; ValueError (listing close matches) if there is none."""
+    if not isinstance(name, str):
+        raise TypeError(f"format name must be a str, got {type(name).__name__}")
+    table()
+    key = _normalize(name)
+    if key in _by_name:
+        return key
+    if key in _ALIASES:
+        return _ALIASES[key]
+    for pattern, template in ((_INT_SYM_ALIAS, "int{}"), (_INT_FULL_ALIAS, "int{}_full"), (_INT_ASYM_ALIAS, "int{}_asym"),
+                              (_HBFP_ALIAS, "bfp{}")):
+        m = pattern.match(key)
+        if m:
+            canonical = template.format(next(g for g in m.groups() if g is not None and g.isdigit()))
+            if canonical in _by_name:
+                return canonical
+    candidates = list(_by_name) + list(_ALIASES)
+    close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
+    hint = f"; close matches: {', '.join(close)}" if close else ""
+    raise ValueError(f"unknown number format {name!r}{hint}. Known formats: {', '.join(names())}")
+
+
+def get(fmt: Union[str, "Format", FormatInfo]) -> FormatInfo:
+    """The table row of a format name, alias, Format or FormatInfo."""
+    if isinstance(fmt, FormatInfo):
+        return fmt
+    if isinstance(fmt, Format):
+        return _by_name[fmt.name]
+    return _by_name[parse(fmt)]
+
+
+def parse_rounding(rounding: str) -> str:
+    """Canonical rounding name. Accepts HBFP's names ('determ' = round half to even, 'stoc' = stochastic)."""
+    aliases = {"rne": "rne", "nearest_even": "rne", "determ": "rne", "stochastic": "stochastic", "stoc": "stochastic"}
+    key = _normalize(rounding) if isinstance(rounding, str) else None
+    if key not in aliases:
+        raise ValueError(f"rounding={rounding!r} is not supported; allowed: 'rne', 'stochastic' "
+                         "(HBFP's 'determ' and 'stoc' are accepted as aliases)")
+    return aliases[key]
+
+
+def check_group_size(info: FormatInfo, group_size: GroupSize, *, param: str = "group_size") -> GroupSize:
+    """Validates a group size for a format: None (the format's default), a positive int, 'row' or 'tensor'."""
+    if group_size is None:
+        return None
+    if isinstance(group_size, bool) or not isinstance(group_size, (int, str)):
+        raise TypeError(f"{param} must be None, a positive int, 'row' or 'tensor'; got {group_size!r}")
+    if isinstance(group_size, str):
+        if group_size not in ("row", "tensor"):
+            raise ValueError(f"{param}={group_size!r} is not allowed; use None, a positive int, 'row' or 'tensor'")
+    elif group_size < 1:
+        raise ValueError(f"{param}={group_size} must be positive (or None, 'row', 'tensor')")
+    if info.elementwise:
+        raise ValueError(f"format {info.name!r} is element-wise (no per-group scale); {param} must be None, "
+                         f"got {group_size!r}")
+    return group_size
+
+
+@dataclass(frozen=True)
+class Format:
+    """A number format and the options of one use of it.
+
+    ``Format("int4_asym", group_size=32)``; ``Format("fp8_e5m2", saturate=False)``. ``name`` may be any alias and
+    is stored canonical. ``group_size``: None = the format's default (per row for INT, the block size for BFP),
+    an int G = groups of G along the last dimension (a partial last group is its own group), ``"row"``, or
+    ``"tensor"`` (one group). ``rounding``: ``"rne"`` or ``"stochastic"``. ``saturate``: None = the format's
+    default; element formats only.
+    """
+
+    name: str
+    group_size: GroupSize = None
+    rounding: str = "rne"
+    saturate: Optional[bool] = None
+    version: int = field(default=1, compare=False)
+
+    def __post_init__(self):
+        info = get(self.name)
+        object.__setattr__(self, "name", info.name)
+        object.__setattr__(self, "rounding", parse_rounding(self.rounding))
+        check_group_size(info, self.group_size)
+        if self.saturate is not None:
+            if not isinstance(self.saturate, bool):
+                raise TypeError(f"saturate must be None or a bool, got {self.saturate!r}")
+            if not info.elementwise:
+                raise ValueError(f"saturate applies to element-wise formats only, not {info.name!r}")
+
+    @property
+    def info(self) -> FormatInfo:
+        return get(self.name)
+
+    @classmethod
+    def parse(cls, spec: Union[str, "Format"], **options) -> "Format":
+        """A Format from a name (options as keywords) or an existing Format (options override its fields)."""
+        if isinstance(spec, Format):
+            if not options:
+                return spec
+            d = spec.to_dict()
+            d.update({k: v for k, v in options.items()})
+            return cls.from_dict(d)
+        return cls(spec, **options)
+
+    def to_dict(self) -> dict:
+        d = {"name": self.name}
+        if self.group_size is not None:
+            d["group_size"] = self.group_size
+        if self.rounding != "rne":
+            d["rounding"] = self.rounding
+        if self.saturate is not None:
+            d["saturate"] = self.saturate
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Format":
+        allowed = {"name", "group_size", "rounding", "saturate"}
+        unknown = set(d) - allowed
+        if unknown:
+            raise ValueError(f"unknown Format keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+        if "name" not in d:
+            raise ValueError("a Format needs a 'name'")
+        return cls(**d)
+
+    def __str__(self) -> str:
+        opts = [f"{k}={v!r}" for k, v in self.to_dict().items() if k != "name"]
+        return self.name if not opts else f"{self.name}({', '.join(opts)})"
+
+
+__all__ = ["FormatInfo", "Format", "table", "names", "parse", "get", "parse_rounding", "check_group_size",
+           "FAMILIES", "SCALE_KINDS", "ROUNDINGS"]

@@ -1,0 +1,174 @@
+"""Public functions: fake quantization and sparsity masks.
+
+Every argument is checked here, before any native call, and a bad one raises ValueError or TypeError naming the
+parameter, the value and what is allowed. Inputs may be any strided view of float32, float16 or bfloat16 on the CPU
+or a CUDA GPU; results are new contiguous tensors.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple, Union
+
+import torch
+
+from . import formats as _formats
+from . import ops as _ops
+from .formats import Format
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+_SEED_LIMIT = 1 << 64
+
+
+def _check_tensor(x, param: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{param} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{param} has dtype {x.dtype}; qsparse kernels take torch.float32, torch.float16 or torch.bfloat16 "
+            f"(cast with {param}.float() first; float64 is not cast silently because the cast itself rounds)"
+        )
+    if x.device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"{param} is on device {x.device}; qsparse runs on 'cpu' and 'cuda'")
+    if x.is_sparse or x.layout != torch.strided:
+        raise TypeError(f"{param} must be a dense (strided) tensor, got layout {x.layout}")
+    return x
+
+
+def _check_int(value, param: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{param} must be an int, got {value!r}")
+    if not lo <= value <= hi:
+        raise ValueError(f"{param}={value} is out of range; allowed {lo} <= {param} <= {hi}")
+    return value
+
+
+def _group_code(info: _formats.FormatInfo, group_size) -> int:
+    if group_size is None:
+        return info.default_group if info.default_group is not None else _ops.GROUP_ROW
+    if group_size == "row":
+        return _ops.GROUP_ROW
+    if group_size == "tensor":
+        return _ops.GROUP_TENSOR
+    return group_size
+
+
+def resolve_format(fmt, group_size=None, rounding=None, saturate=None) -> Format:
+    """A Format from a name or Format plus call-level overrides (None keeps the Format's own setting)."""
+    if not isinstance(fmt, (str, Format)):
+        raise TypeError(f"fmt must be a format name or a qsparse.Format, got {type(fmt).__name__}")
+    overrides = {k: v for k, v in (("group_size", group_size), ("rounding", rounding), ("saturate", saturate))
+                 if v is not None}
+    return Format.parse(fmt, **overrides)
+
+
+def fake_quant(
+    x: torch.Tensor,
+    fmt: Union[str, Format],
+    *,
+    group_size: Union[int, str, None] = None,
+    rounding: Optional[str] = None,
+    seed: Optional[int] = None,
+    saturate: Optional[bool] = None,
+    mask: Optional[torch.Tensor] = None,
+    sparsify_first: bool = True,
+) -> torch.Tensor:
+    """Quantize ``x`` to a number format and back (same shape and dtype), in groups along the last dimension.
+
+    fmt: a format name (``"int4"``, ``"int4_asym"``, ``"bfp8"``, ``"fp8_e4m3"``, see :func:`qsparse.formats.names`)
+        or a :class:`qsparse.Format`.
+    group_size: None = the format's default (per row for INT, the block size for BFP, none for element-wise
+        formats); an int G = groups of G consecutive elements of the last dimension (a partial last group is a
+        group of its own); ``"row"``; ``"tensor"`` = one group for the whole tensor.
+    rounding: ``"rne"`` (default) or ``"stochastic"``; stochastic rounding is keyed by ``seed`` and the element's
+        index, so it gives the same result on any thread count and on CPU and GPU. Without a seed, one is drawn
+        from torch's default generator (reproducible under ``torch.manual_seed``).
+    saturate: element formats only: None = the format's default (fp8 saturates, fp16/bf16 overflow to Inf).
+    mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
+        ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
+
+    Gradient: straight-through (unchanged, zero at masked positions).
+    """
+    _check_tensor(x, "x")
+    f = resolve_format(fmt, group_size, rounding, saturate)
+    info = f.info
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be None or an int, got {seed!r}")
+        if not 0 <= seed < _SEED_LIMIT:
+            raise ValueError(f"seed={seed} is out of range; allowed 0 <= seed < 2**64")
+    if f.rounding == "stochastic" and seed is None:
+        seed = int(torch.randint(0, 2**62, (1,)).item())
+    mask_mode = _ops.MASK_NONE
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask must be a torch.bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+        if mask.shape != x.shape:
+            raise ValueError(f"mask has shape {tuple(mask.shape)}, x has shape {tuple(x.shape)}: they must match")
+        if mask.device != x.device:
+            raise ValueError(f"mask is on {mask.device}, x is on {x.device}: they must be on the same device")
+        mask_mode = _ops.MASK_BEFORE if sparsify_first else _ops.MASK_AFTER
+    seed64 = seed or 0
+    if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
+        seed64 -= 1 << 64
+    saturate_code = -1 if f.saturate is None else int(f.saturate)
+    return _ops.fake_quant(x, info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
+                           seed64, saturate_code, mask, mask_mode)
+
+
+def nm_mask(scores: torch.Tensor, keep: Optional[int] = None, group: Optional[int] = None, *,
+            prune_n: Optional[int] = None) -> torch.Tensor:
+    """Bool mask keeping the ``keep`` largest scores of every ``group`` consecutive entries of the last dimension.
+
+    N:M is written keep:group (``nm_mask(s, 2, 4)`` keeps 2 of 4; ``nm_mask(s, 1, 4)`` is 75% sparse). Code that
+    counts pruned entries, as SparseGPT and Wanda do, passes ``prune_n`` instead: ``nm_mask(s, group=4,
+    prune_n=2)``. Ties go to the lowest index; NaN scores rank highest; a partial last group of r entries keeps
+    min(keep, r). group may be 1..256.
+    """
+    _check_tensor(scores, "scores")
+    if group is None:
+        raise ValueError("group is required: nm_mask(scores, keep, group) or nm_mask(scores, group=M, prune_n=...)")
+    group = _check_int(group, "group", 1, 256)
+    if (keep is None) == (prune_n is None):
+        raise ValueError(f"give exactly one of keep (kept per group) and prune_n (pruned per group); got keep={keep!r},"
+                         f" prune_n={prune_n!r}")
+    if prune_n is not None:
+        keep = group - _check_int(prune_n, "prune_n", 0, group)
+    keep = _check_int(keep, "keep", 0, group)
+    return _ops.nm_mask(scores, keep, group)
+
+
+def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool = False) -> torch.Tensor:
+    """Bool mask pruning the ``floor(n * sparsity)`` smallest ``|w|`` of the tensor (n = numel), or of each row
+    (last dimension) with ``per_row=True``. Ties keep the lowest index; NaN counts as the largest magnitude."""
+    _check_tensor(w, "w")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)):
+        raise TypeError(f"sparsity must be a float in [0, 1], got {sparsity!r}")
+    if not 0.0 <= float(sparsity) <= 1.0:
+        raise ValueError(f"sparsity={sparsity} is out of range; allowed 0 <= sparsity <= 1")
+    if not isinstance(per_row, bool):
+        raise TypeError(f"per_row must be a bool, got {per_row!r}")
+    return _ops.magnitude_mask(w, float(sparsity), per_row)
+
+
+def encode(x: torch.Tensor, fmt: Union[str, Format], *, saturate: Optional[bool] = None) -> torch.Tensor:
+    """uint8 element codes (sign | exponent | mantissa) of a CPU float32 tensor rounded to nearest even, for the
+    formats that have them (``FormatInfo.has_codes``: fp8_e4m3, fp8_e5m2)."""
+    if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
+        raise TypeError("x must be a float32 CPU tensor")
+    f = resolve_format(fmt, saturate=saturate)
+    if not f.info.has_codes:
+        raise ValueError(f"format {f.name!r} has no element codes; formats with codes: "
+                         f"{', '.join(i.name for i in _formats.table() if i.has_codes)}")
+    return _ops.encode(x, f.name, -1 if f.saturate is None else int(f.saturate))
+
+
+def decode(codes: torch.Tensor, fmt: Union[str, Format]) -> torch.Tensor:
+    """float32 values of uint8 element codes (the inverse of :func:`encode`)."""
+    if not isinstance(codes, torch.Tensor) or codes.dtype != torch.uint8 or codes.device.type != "cpu":
+        raise TypeError("codes must be a uint8 CPU tensor")
+    f = resolve_format(fmt)
+    if not f.info.has_codes:
+        raise ValueError(f"format {f.name!r} has no element codes")
+    return _ops.decode(codes, f.name)
+
+
+__all__ = ["fake_quant", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "SUPPORTED_DTYPES"]

@@ -1,0 +1,265 @@
+"""Pure-torch reference implementations, written from FORMATS.md: the oracles that tests and benchmarks compare the
+native kernels with. This module never calls the native library, and it does not read the C format table: it
+derives each format's constants from its name and the spec, so that a wrong table row is caught too.
+
+Arithmetic follows the spec's operation order in binary32 where the sources compute in binary32 (scales, x / s,
+round, q * s), and uses float64 where an operation is exact (powers of two, frexp), so results are bit-exact.
+Written for clarity, not speed: padding to whole groups, dense comparisons.
+"""
+from __future__ import annotations
+
+import math
+import re
+from typing import Optional, Union
+
+import torch
+
+FLT_MAX = 3.4028234663852886e38
+_F32 = torch.float32
+_F64 = torch.float64
+
+# Element formats: (exponent bits, mantissa bits, has Inf, OCP-E4M3-style NaN, saturates by default)
+FLOAT_FORMATS = {
+    "fp16": (5, 10, True, False, False),
+    "bf16": (8, 7, True, False, False),
+    "fp8_e4m3": (4, 3, False, True, True),
+    "fp8_e5m2": (5, 2, True, False, True),
+}
+
+
+def float_params(name: str) -> dict:
+    """Spec constants of an element format (FORMATS.md section 3)."""
+    ebits, mbits, has_inf, fn_nan, saturates = FLOAT_FORMATS[name]
+    bias = 2 ** (ebits - 1) - 1
+    emin = 1 - bias
+    if has_inf:
+        emax, top = 2**ebits - 2 - bias, 2.0 - 2.0**-mbits
+    elif fn_nan:
+        emax, top = 2**ebits - 1 - bias, 2.0 - 2.0 ** (1 - mbits)
+    else:
+        emax, top = 2**ebits - 1 - bias, 2.0 - 2.0**-mbits
+    return dict(ebits=ebits, mbits=mbits, bias=bias, emin=emin, emax=emax, max=top * 2.0**emax,
+                has_inf=has_inf, saturates=saturates)
+
+
+def parse_name(name: str) -> tuple:
+    """(family, bits) of a canonical format name: ('int_sym'|'int_full'|'int_asym'|'bfp'|'float', bits)."""
+    m = re.fullmatch(r"int([2-8])(_full|_asym)?", name)
+    if m:
+        return {None: "int_sym", "_full": "int_full", "_asym": "int_asym"}[m.group(2)], int(m.group(1))
+    m = re.fullmatch(r"bfp([0-9]+)", name)
+    if m:
+        return "bfp", int(m.group(1))
+    if name in FLOAT_FORMATS:
+        e, mb = FLOAT_FORMATS[name][:2]
+        return "float", 1 + e + mb
+    raise ValueError(f"reference: unknown format {name!r}")
+
+
+# ---- the stochastic stream (qsparse's definition, FORMATS.md conventions) -------------------------------------------
+
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(h: torch.Tensor, c: int) -> torch.Tensor:
+    """(h * c) mod 2^32 for 0 <= h < 2^32 in int64 without overflow: split c into 16-bit halves."""
+    lo, hi = c & 0xFFFF, c >> 16
+    return (h * lo + (((h * hi) & 0xFFFF) << 16)) & _M32
+
+
+def _mix32(h: torch.Tensor) -> torch.Tensor:
+    h = h ^ (h >> 16)
+    h = _mul32(h, 0x85EBCA6B)
+    h = h ^ (h >> 13)
+    h = _mul32(h, 0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _mix32_int(h: int) -> int:
+    return int(_mix32(torch.tensor([h], dtype=torch.int64)).item())
+
+
+def rand24(seed: int, index: torch.Tensor) -> torch.Tensor:
+    """The 24 random bits of each element index (int64 tensor) under `seed`: mix32 rounds keyed by the seed."""
+    seed &= (1 << 64) - 1
+    k0 = _mix32_int((seed & _M32) ^ 0x9E3779B9)
+    k1 = _mix32_int(((seed >> 32) & _M32) ^ k0 ^ 0x7F4A7C15)
+    lo, hi = index & _M32, (index >> 32) & _M32
+    khi = _mix32(hi ^ k1)
+    return _mix32(_mix32(lo ^ khi) ^ k0) >> 8
+
+
+def _unit(u24: torch.Tensor) -> torch.Tensor:
+    return u24.to(_F64) * 2.0**-24
+
+
+def _round(v: torch.Tensor, rounding: str, u: Optional[torch.Tensor]) -> torch.Tensor:
+    """RNE, or stochastic: floor(v) + (u < v - floor(v)), with v - floor(v) in v's own dtype."""
+    if rounding == "rne":
+        return torch.round(v)
+    f = torch.floor(v)
+    frac = v - f
+    return f + (u.to(v.dtype) < frac).to(v.dtype)
+
+
+# ---- element formats ----------------------------------------------------------------------------------------------
+
+
+def round_float(x: torch.Tensor, name: str, rounding: str = "rne", u: Optional[torch.Tensor] = None,
+                saturate: Optional[bool] = None) -> torch.Tensor:
+    """x (float32) rounded onto an element format's grid; float32 result (FORMATS.md section 3)."""
+    p = float_params(name)
+    sat = p["saturates"] if saturate is None else saturate
+    a = x.to(_F64).abs()
+    finite = torch.isfinite(a)
+    a_f = torch.where(finite, a, torch.zeros_like(a))
+    _, ex = torch.frexp(a_f)  # a = mant * 2^ex, mant in [0.5, 1): floor(log2 a) = ex - 1
+    e = torch.clamp(ex.to(_F64) - 1, min=p["emin"])  # below 2^emin the spacing is that of emin (subnormals)
+    quantum = torch.pow(2.0, e - p["mbits"])
+    r = _round(a_f / quantum, rounding, u) * quantum  # exact in float64
+    over = p["max"] if sat else (math.inf if p["has_inf"] else math.nan)
+    r = torch.where(r > p["max"], torch.full_like(r, over), r)
+    r = torch.where(torch.isinf(a), torch.full_like(r, over), r)
+    r = torch.where(torch.isnan(a), torch.full_like(r, math.nan), r)
+    return torch.copysign(r, x.to(_F64)).to(_F32)
+
+
+# ---- group formats ------------------------------------------------------------------------------------------------
+
+
+def _group_view(x: torch.Tensor, group: Union[int, str]) -> tuple:
+    """x (rows, cols) -> (groups, G) padded with zeros, and a function restoring (rows, cols)."""
+    rows, cols = x.shape
+    if group == "tensor":
+        return x.reshape(1, -1), lambda g: g.reshape(rows, cols)
+    if group == "row" or group >= cols:
+        return x, lambda g: g
+    pad = (-cols) % group
+    xp = torch.nn.functional.pad(x, (0, pad))
+    return xp.reshape(-1, group), lambda g: g.reshape(rows, cols + pad)[:, :cols]
+
+
+def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug) -> torch.Tensor:
+    """Fake-quantize each row of xg (float32 groups, zero padded)."""
+    one = torch.ones((), dtype=_F32)
+    bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
+    xs = torch.where(bad, torch.zeros_like(xg), xg)
+    vmin = xs.amin(dim=1, keepdim=True)
+    vmax = xs.amax(dim=1, keepdim=True)
+    amax = torch.maximum(vmin.abs(), vmax.abs())
+    zero_out = torch.copysign(torch.zeros_like(xs), xs)
+    if family in ("int_sym", "int_full"):
+        qmax = 2 ** (bits - 1) - 1
+        qmin = -qmax if family == "int_sym" else -(qmax + 1)
+        divisor = float(qmax) if family == "int_sym" else qmax + 0.5
+        s = amax / torch.tensor(divisor, dtype=_F32)
+        safe_s = torch.where(s == 0, one, s)
+        q = torch.clamp(_round(xs / safe_s, rounding, ug), qmin, qmax)
+        y = torch.clamp(q * safe_s, -FLT_MAX, FLT_MAX)
+        y = torch.where(s == 0, zero_out, y)
+    elif family == "int_asym":
+        maxq = float(2**bits - 1)
+        xmin = torch.minimum(vmin, torch.zeros((), dtype=_F32))
+        xmax = torch.maximum(vmax, torch.zeros((), dtype=_F32))
+        both0 = (xmin == 0) & (xmax == 0)
+        xmin = torch.where(both0, -one, xmin)
+        xmax = torch.where(both0, one, xmax)
+        s = (xmax - xmin) / torch.tensor(maxq, dtype=_F32)
+        overflow = ~torch.isfinite(s)
+        safe_s = torch.where((s == 0) | overflow, one, s)
+        z = torch.round(-xmin / safe_s)
+        q = torch.clamp(_round(xs / safe_s, rounding, ug) + z, 0, maxq)
+        y = torch.clamp(safe_s * (q - z), -FLT_MAX, FLT_MAX)
+        y = torch.where(s == 0, zero_out, y)
+        bad = bad | overflow
+    elif family == "bfp":
+        mbits = bits - 1
+        m = amax + torch.tensor(1e-8, dtype=_F32)  # binary32 sum, as HBFP computes it
+        mant, ex = torch.frexp(m.to(_F64))
+        e = torch.where(mant == 0.5, ex - 1, ex).to(_F64)  # exact ceil(log2(m))
+        interval = torch.pow(2.0, e - mbits).to(_F32)  # a power of two in [2^-41, 2^127]: exact
+        maxv = (2.0**mbits - 1.0) * interval  # = 2^e - interval, exact
+        v = xs / interval  # exact
+        y = torch.clamp(_round(v, rounding, ug) * interval, -maxv, maxv)
+    else:
+        raise ValueError(family)
+    return torch.where(bad, torch.full_like(y, math.nan), y)
+
+
+def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
+               seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
+               sparsify_first: bool = True) -> torch.Tensor:
+    """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
+    'row' or 'tensor'. Output in x's dtype."""
+    family, bits = parse_name(name)
+    shape, dtype = x.shape, x.dtype
+    cols = shape[-1] if x.dim() > 0 else 1
+    x2 = x.reshape(-1, cols).to(_F32)
+    m2 = mask.reshape(-1, cols) if mask is not None else None
+    if m2 is not None and sparsify_first:
+        x2 = torch.where(m2, x2, torch.zeros((), dtype=_F32))
+    rows = x2.shape[0]
+    index = torch.arange(rows * cols, dtype=torch.int64).reshape(rows, cols)
+    u = _unit(rand24(seed, index)) if rounding == "stochastic" else None
+    if family == "float":
+        y = round_float(x2, name, rounding, u, saturate)
+    else:
+        g = group_size if group_size is not None else ("row" if family != "bfp" else 32)
+        xg, restore = _group_view(x2, g)
+        ug = None
+        if u is not None:
+            ug, _ = _group_view(u, g)
+            ug = ug.to(_F32)
+        y = restore(_quant_groups(xg, family, bits, rounding, ug))
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    return y.to(dtype).reshape(shape)
+
+
+# ---- masks -------------------------------------------------------------------------------------------------------
+
+
+def nm_mask(scores: torch.Tensor, keep: int, group: int) -> torch.Tensor:
+    """Keep the `keep` highest scores of each `group` consecutive entries of a row: rank by score (NaN highest,
+    -0 == +0), ties to the lower index; a partial last group keeps min(keep, its length)."""
+    shape = scores.shape
+    cols = shape[-1] if scores.dim() > 0 else 1
+    s = scores.reshape(-1, cols).to(_F64)
+    rows = s.shape[0]
+    pad = (-cols) % group
+    sp = torch.nn.functional.pad(s, (0, pad)).reshape(-1, group)
+    valid = torch.nn.functional.pad(torch.ones_like(s, dtype=torch.bool), (0, pad)).reshape(-1, group)
+    a, b = sp.unsqueeze(2), sp.unsqueeze(1)  # a: entry i, b: entry j
+    nan_a, nan_b = torch.isnan(a), torch.isnan(b)
+    j_gt_i = (nan_b & ~nan_a) | (b > a)
+    j_eq_i = (nan_a & nan_b) | (a == b)
+    idx = torch.arange(group)
+    j_before_i = (idx.unsqueeze(0) < idx.unsqueeze(1)).unsqueeze(0)  # [i, j]: j < i
+    above = ((j_gt_i | (j_eq_i & j_before_i)) & valid.unsqueeze(1)).sum(dim=2)
+    kept = (above < keep) & valid
+    return kept.reshape(rows, cols + pad)[:, :cols].reshape(shape)
+
+
+def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool = False) -> torch.Tensor:
+    """Prune floor(n * sparsity) entries with the smallest |w| (NaN largest), the higher index first among
+    equal magnitudes; n per tensor or per row."""
+    shape = w.shape
+    cols = shape[-1] if w.dim() > 0 else 1
+    a = w.reshape(-1, cols).to(_F64).abs()
+    if not per_row:
+        a = a.reshape(1, -1)
+    n = a.shape[1]
+    k = int(n * sparsity)
+    keep = torch.ones_like(a, dtype=torch.bool)
+    for r in range(a.shape[0]):
+        row = a[r]
+        order = torch.arange(n - 1, -1, -1)  # index descending: ties prune the highest index first
+        mag = torch.where(torch.isnan(row), torch.zeros_like(row), row)
+        order = order[torch.sort(mag[order], stable=True).indices]
+        order = order[torch.sort(torch.isnan(row[order]).to(torch.int8), stable=True).indices]
+        keep[r, order[:k]] = False
+    return keep.reshape(shape)
+
+
+__all__ = ["fake_quant", "round_float", "nm_mask", "magnitude_mask", "rand24", "float_params", "parse_name",
+           "FLOAT_FORMATS", "FLT_MAX"]

@@ -1,0 +1,137 @@
+"""Build of qsparse's native libraries.
+
+- The CPU library: csrc/*.c (C99, -O3, OpenMP when the compiler has it, no fast-math, no FP contraction) plus the
+  tiny module init in qsparse/_cmodule.c, built as the abi3 extension module ``qsparse._C``. Python calls the
+  kernels through ctypes (qsparse/_lib.py), so the library links neither Python nor torch: one wheel serves every
+  CPython >= 3.9 and every torch version. A CPU build failure is an error.
+- The CUDA library ``qsparse/libqsparse_cuda.so``: cuda/*.cu compiled by nvcc for sm_80 and sm_90 plus PTX, with
+  --fmad=false so that it matches the CPU library bit for bit. Controlled by QSPARSE_CUDA: ``0`` skips it, ``1``
+  requires it (a failure is an error), unset builds it when nvcc is found and only warns when that fails.
+  NVCC / CUDA_HOME locate the compiler; QSPARSE_CUDA_ARCHS overrides the architectures (e.g. "80;90").
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import warnings
+from glob import glob
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# Warning-clean under these; -ffp-contract=off keeps a*b+c two roundings (the CUDA build uses --fmad=false).
+C_FLAGS = ["-std=c99", "-O3", "-Wall", "-Wextra", "-ffp-contract=off", "-fvisibility=hidden"]
+CUDA_ARCHS_DEFAULT = "80;90"
+
+
+def _rel(paths):
+    return sorted(os.path.relpath(p, ROOT) for p in paths)
+
+
+def _compiler_accepts(compiler, flags):
+    """Whether the C compiler compiles and links a trivial OpenMP program with `flags`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() > 0 ? 0 : 1; }\n")
+        try:
+            objs = compiler.compile([src], output_dir=tmp, extra_postargs=flags)
+            compiler.link_executable(objs, os.path.join(tmp, "probe"), extra_postargs=flags)
+        except Exception:  # the probe's failure is the answer
+            return False
+    return True
+
+
+def _find_nvcc():
+    explicit = os.environ.get("NVCC")
+    if explicit:
+        return explicit
+    for home in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if home and os.path.exists(os.path.join(home, "bin", "nvcc")):
+            return os.path.join(home, "bin", "nvcc")
+    return shutil.which("nvcc")
+
+
+def build_cuda_library(out_path, nvcc=None, verbose=True):
+    """Compiles cuda/*.cu into the shared library `out_path`. Raises CalledProcessError on failure.
+
+    Also used by .ci/run to check that the CUDA sources compile."""
+    nvcc = nvcc or _find_nvcc()
+    if nvcc is None:
+        raise FileNotFoundError("nvcc not found (set NVCC or CUDA_HOME)")
+    archs = [a.strip() for a in os.environ.get("QSPARSE_CUDA_ARCHS", CUDA_ARCHS_DEFAULT).split(";") if a.strip()]
+    gencode = []
+    for a in archs:
+        gencode += ["-gencode", f"arch=compute_{a},code=sm_{a}"]
+    gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]  # PTX for newer GPUs
+    sources = _rel(glob(os.path.join(ROOT, "cuda", "*.cu")))
+    cmd = [nvcc, "-O3", "-std=c++17", "-shared", "--fmad=false", "-Xcompiler", "-fPIC,-fvisibility=hidden,-Wall,-Wextra",
+           "-Icsrc", "-Icsrc/include", *gencode, "-o", out_path, *sources]
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    if verbose:
+        print("building CUDA library:", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return out_path
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ext = self.extensions[0]
+        if sys.platform == "darwin":
+            omp = ["-Xpreprocessor", "-fopenmp"]
+            omp_link = ["-lomp"]
+        else:
+            omp = ["-fopenmp"]
+            omp_link = ["-fopenmp"]
+        if _compiler_accepts(self.compiler, omp + omp_link):
+            ext.extra_compile_args = C_FLAGS + omp
+            ext.extra_link_args = omp_link
+        else:
+            warnings.warn("qsparse: the C compiler has no OpenMP; the CPU kernels will run on one thread")
+            ext.extra_compile_args = list(C_FLAGS)
+        super().build_extensions()
+        self._build_cuda()
+
+    def _build_cuda(self):
+        mode = os.environ.get("QSPARSE_CUDA", "auto").strip().lower()
+        if mode in ("0", "off", "false", "no"):
+            return
+        required = mode in ("1", "on", "true", "yes")
+        nvcc = _find_nvcc()
+        if nvcc is None:
+            if required:
+                raise RuntimeError("QSPARSE_CUDA=1 but nvcc was not found (set NVCC or CUDA_HOME)")
+            return
+        out = os.path.join(os.path.dirname(self.get_ext_fullpath("qsparse._C")), "libqsparse_cuda.so")
+        try:
+            build_cuda_library(out, nvcc)
+        except (subprocess.CalledProcessError, OSError) as e:
+            if required:
+                raise
+            warnings.warn(f"qsparse: the CUDA library was not built ({e}); CUDA ops will be unavailable")
+
+
+def _bdist_wheel_options():
+    # abi3: the extension uses the limited API only (it is just a module init around plain C).
+    return {"bdist_wheel": {"py_limited_api": "cp39"}} if sysconfig.get_config_var("Py_GIL_DISABLED") != 1 else {}
+
+
+setup(
+    ext_modules=[
+        Extension(
+            "qsparse._C",
+            sources=_rel(glob(os.path.join(ROOT, "csrc", "*.c"))) + ["qsparse/_cmodule.c"],
+            include_dirs=["csrc", "csrc/include"],
+            depends=_rel(glob(os.path.join(ROOT, "csrc", "*.h")) + glob(os.path.join(ROOT, "csrc", "include", "*.h"))),
+            define_macros=[("Py_LIMITED_API", "0x03090000")],
+            py_limited_api=True,
+        )
+    ],
+    cmdclass={"build_ext": BuildExt},
+    options=_bdist_wheel_options(),
+)
