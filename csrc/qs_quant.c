@@ -25,18 +25,23 @@
 
 #define QS_SPAN ((int64_t)1 << 16) /* elements per work chunk */
 
-/* Group range as order-preserving int32 keys of the binary32 bit patterns (qs_order_key), so that the min/max
-   reductions are integer reductions, which compilers vectorize (float min/max reductions they may not, because
-   of NaN and signed-zero rules). NaN and Inf are caught by `bad` before the keys are used. */
+/* Group statistics as integer reductions, which compilers vectorize (float min/max reductions they may not,
+   because of NaN and signed-zero rules):
+   - symmetric INT and BFP need only max |x|: the largest magnitude bit pattern (|x| bits order like |x|), and a
+     NaN or Inf shows as a pattern >= 0x7f800000;
+   - asymmetric INT needs min and max: order-preserving int32 keys of the bit patterns (qs_order_key); +Inf and
+     +NaN sort above every finite key, -Inf and -NaN below, so the extremes also reveal a non-finite value. */
 typedef struct qs_range {
-    int32_t kmin, kmax;
-    uint32_t bad; /* any NaN or Inf */
+    int32_t kmin, kmax; /* asym: order keys of min and max */
+    uint32_t amax_bits; /* sym, bfp: max over |x| bit patterns */
 } qs_range;
 
 QS_ALWAYS_INLINE int32_t qs_order_key(uint32_t b) { return (int32_t)(b ^ ((uint32_t)((int32_t)b >> 31) >> 1)); }
 QS_ALWAYS_INLINE float qs_key_value(int32_t k) { return qs_u2f((uint32_t)qs_order_key((uint32_t)k)); }
 
 static const qs_range qs_range_empty = {INT32_MAX, INT32_MIN, 0u};
+#define QS_KEY_POS_INF 0x7f800000          /* qs_order_key(+Inf) */
+#define QS_KEY_NEG_INF ((int32_t)0x807fffff) /* qs_order_key(-Inf) */
 
 enum { QS_GP_QUANT = 0, QS_GP_ZERO = 1, QS_GP_NAN = 2 };
 
@@ -62,47 +67,54 @@ static inline size_t qs_esize(int32_t dtype) { return dtype == QS_DTYPE_F32 ? 4u
 
 /* ---- statistics ------------------------------------------------------------------------------------------------- */
 
+/* `minmax`: the family needs min and max (asym), else max |x| only. */
 QS_ALWAYS_INLINE void range_scan(const void *xr, const uint8_t *mr, int64_t c0, int64_t n, qs_range *out,
-                                 const int32_t masked, const int32_t dt) {
-    int32_t kmin = out->kmin, kmax = out->kmax;
-    uint32_t bad = 0u;
+                                 const int32_t minmax, const int32_t masked, const int32_t dt) {
     int64_t i;
-    for (i = 0; i < n; i++) {
-        uint32_t b = qs_f2u(qs_load(xr, c0 + i, dt));
-        int32_t k;
-        if (masked) b = mr[c0 + i] ? b : 0u;
-        bad |= (uint32_t)((b & QS_F32_INF_BITS) == QS_F32_INF_BITS);
-        k = qs_order_key(b);
-        kmin = k < kmin ? k : kmin;
-        kmax = k > kmax ? k : kmax;
+    if (minmax) {
+        int32_t kmin = out->kmin, kmax = out->kmax;
+        for (i = 0; i < n; i++) {
+            uint32_t b = qs_f2u(qs_load(xr, c0 + i, dt));
+            int32_t k;
+            if (masked) b = mr[c0 + i] ? b : 0u;
+            k = qs_order_key(b);
+            kmin = k < kmin ? k : kmin;
+            kmax = k > kmax ? k : kmax;
+        }
+        out->kmin = kmin;
+        out->kmax = kmax;
+    } else {
+        uint32_t amax = out->amax_bits;
+        for (i = 0; i < n; i++) {
+            uint32_t b = qs_f2u(qs_load(xr, c0 + i, dt)) & ~QS_F32_SIGN;
+            if (masked) b = mr[c0 + i] ? b : 0u;
+            amax = b > amax ? b : amax;
+        }
+        out->amax_bits = amax;
     }
-    out->kmin = kmin;
-    out->kmax = kmax;
-    out->bad |= bad;
 }
 
 QS_ALWAYS_INLINE void range_merge(qs_range *into, qs_range r) {
     into->kmin = r.kmin < into->kmin ? r.kmin : into->kmin;
     into->kmax = r.kmax > into->kmax ? r.kmax : into->kmax;
-    into->bad |= r.bad;
+    into->amax_bits = r.amax_bits > into->amax_bits ? r.amax_bits : into->amax_bits;
 }
 
 /* The group's constants from its range (FORMATS.md sections 1-2), family a literal at the call site. */
 QS_ALWAYS_INLINE qs_gparams group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
     qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f};
-    float vmin, vmax, amax;
-    if (r.bad) {
+    float amax = qs_u2f(r.amax_bits);
+    if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
+                                  : r.amax_bits >= QS_F32_INF_BITS) {
         g.mode = QS_GP_NAN;
         return g;
     }
-    vmin = qs_key_value(r.kmin);
-    vmax = qs_key_value(r.kmax);
-    amax = qs_abs(vmin) > qs_abs(vmax) ? qs_abs(vmin) : qs_abs(vmax);
-    if (fam == QS_FAMILY_INT_SYM) { /* int{b} and int{b}_full: divisor qmax or qmax + 0.5 */
+    if (fam == QS_FAMILY_INT_SYM || fam == QS_FAMILY_INT_FULL) { /* divisor qmax, or qmax + 0.5 */
         g.s = amax / kt->divisor;
         if (g.s == 0.0f) g.mode = QS_GP_ZERO;
     } else if (fam == QS_FAMILY_INT_ASYM) {
         /* GPTQ Quantizer(sym=False).find_params, in its binary32 operation order */
+        float vmin = qs_key_value(r.kmin), vmax = qs_key_value(r.kmax);
         float xmin = vmin < 0.0f ? vmin : 0.0f;
         float xmax = vmax > 0.0f ? vmax : 0.0f;
         if (xmin == 0.0f && xmax == 0.0f) {
@@ -125,7 +137,8 @@ QS_ALWAYS_INLINE qs_gparams group_params(const qs_kernel_traits *kt, qs_range r,
 
 QS_ALWAYS_INLINE float quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_kernel_traits *kt,
                                   const int32_t fam, const int32_t rnd) {
-    if (fam == QS_FAMILY_INT_SYM) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rnd, u24);
+    if (fam == QS_FAMILY_INT_SYM) return qs_quant_int_sym(v, g->s, kt->qmax, kt->qmax, rnd, u24);
+    if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rnd, u24);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rnd, u24);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->z, rnd, u24);
     return qs_round_float(v, &kt->ft, rnd, u24);
@@ -160,7 +173,8 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
         y = quant_elem(v, u24, &g, &kt, fam, rnd);
         if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
-        qs_store(yr, c0 + i, dt, y);
+        if (fam == QS_FAMILY_FLOAT) qs_store(yr, c0 + i, dt, y);
+        else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
     }
 }
 
@@ -169,19 +183,27 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
 /* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
    all use *fixed; otherwise each unit is a group with its own statistics. */
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
-                              const int32_t rnd, const int32_t mm, const int32_t dt) {
+                              const int32_t rnd, const int32_t mm, const int32_t dt, const int64_t gc) {
     int64_t u;
     for (u = u0; u < u1; u++) {
         int64_t row = u / jb->units_per_row;
         int64_t c0 = (u % jb->units_per_row) * jb->group;
         int64_t n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
-        if (fixed) {
+        if (gc && n == gc) {
+            /* a full group of a common size: constant trip counts, unrolled without remainder loops */
+            qs_range r = qs_range_empty;
+            qs_gparams g;
+            range_scan(jb->x + row * jb->x_stride, jb->mask + row * jb->m_stride, c0, gc, &r,
+                       fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
+            g = group_params(jb->kt, r, fam);
+            apply_span(jb, &g, row, c0, gc, fam, rnd, mm, dt);
+        } else if (fixed) {
             apply_span(jb, fixed, row, c0, n, fam, rnd, mm, dt);
         } else {
             qs_range r = qs_range_empty;
             qs_gparams g;
             range_scan(jb->x + row * jb->x_stride, jb->mask + row * jb->m_stride, c0, n, &r,
-                       mm == QS_MASK_BEFORE, dt);
+                       fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
             g = group_params(jb->kt, r, fam);
             apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
         }
@@ -195,10 +217,21 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
     default: CALL_WITH_DT(QS_DTYPE_BF16); break;                       \
     }
 
-#define QS_UNITS(FAM, RND, MM, DT) units_t(jb, u0, u1, fixed, FAM, RND, MM, DT)
+#define QS_UNITS(FAM, RND, MM, DT) units_t(jb, u0, u1, fixed, FAM, RND, MM, DT, 0)
+/* The common case (RNE, no mask, groups of 16..128) gets group sizes as constants. */
+#define QS_UNITS_FAST(FAM, DT)                                                                     \
+    do {                                                                                           \
+        if (fixed) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                        \
+        else if (jb->group == 16) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 16);        \
+        else if (jb->group == 32) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 32);        \
+        else if (jb->group == 64) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 64);        \
+        else if (jb->group == 128) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 128);      \
+        else units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                              \
+    } while (0)
 #define QS_UNITS_MM(FAM, RND, DT)                                      \
     do {                                                               \
-        if (jb->mask_mode == QS_MASK_NONE) QS_UNITS(FAM, RND, QS_MASK_NONE, DT);         \
+        if (jb->mask_mode == QS_MASK_NONE && !(RND)) QS_UNITS_FAST(FAM, DT);                \
+        else if (jb->mask_mode == QS_MASK_NONE) QS_UNITS(FAM, RND, QS_MASK_NONE, DT);     \
         else if (jb->mask_mode == QS_MASK_BEFORE) QS_UNITS(FAM, RND, QS_MASK_BEFORE, DT); \
         else QS_UNITS(FAM, RND, QS_MASK_AFTER, DT);                    \
     } while (0)
@@ -219,14 +252,15 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
     }
 
 QS_DEFINE_RUN(run_int_sym, QS_FAMILY_INT_SYM)
+QS_DEFINE_RUN(run_int_full, QS_FAMILY_INT_FULL)
 QS_DEFINE_RUN(run_int_asym, QS_FAMILY_INT_ASYM)
 QS_DEFINE_RUN(run_bfp, QS_FAMILY_BFP)
 QS_DEFINE_RUN(run_float, QS_FAMILY_FLOAT)
 
 static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {
     switch (jb->kt->family) {
-    case QS_FAMILY_INT_SYM:
-    case QS_FAMILY_INT_FULL: run_int_sym(jb, u0, u1, fixed); break;
+    case QS_FAMILY_INT_SYM: run_int_sym(jb, u0, u1, fixed); break;
+    case QS_FAMILY_INT_FULL: run_int_full(jb, u0, u1, fixed); break;
     case QS_FAMILY_INT_ASYM: run_int_asym(jb, u0, u1, fixed); break;
     case QS_FAMILY_BFP: run_bfp(jb, u0, u1, fixed); break;
     default: run_float(jb, u0, u1, fixed); break;
@@ -236,6 +270,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
 /* Statistics of units [u0, u1) merged into *out (per-tensor calls). */
 QS_ALWAYS_INLINE void units_range_t(const qs_job *jb, int64_t u0, int64_t u1, qs_range *out, const int32_t dt) {
     const int32_t masked = jb->mask_mode == QS_MASK_BEFORE;
+    const int32_t minmax = jb->kt->family == QS_FAMILY_INT_ASYM;
     int64_t u;
     for (u = u0; u < u1; u++) {
         int64_t row = u / jb->units_per_row;
@@ -243,8 +278,13 @@ QS_ALWAYS_INLINE void units_range_t(const qs_job *jb, int64_t u0, int64_t u1, qs
         int64_t n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
         const char *xr = jb->x + row * jb->x_stride;
         const uint8_t *mr = jb->mask + row * jb->m_stride;
-        if (masked) range_scan(xr, mr, c0, n, out, 1, dt);
-        else range_scan(xr, mr, c0, n, out, 0, dt);
+        if (minmax) {
+            if (masked) range_scan(xr, mr, c0, n, out, 1, 1, dt);
+            else range_scan(xr, mr, c0, n, out, 1, 0, dt);
+        } else {
+            if (masked) range_scan(xr, mr, c0, n, out, 0, 1, dt);
+            else range_scan(xr, mr, c0, n, out, 0, 0, dt);
+        }
     }
 }
 
@@ -256,8 +296,8 @@ static QS_CLONES void run_units_range(const qs_job *jb, int64_t u0, int64_t u1, 
 
 static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     switch (kt->family) {
-    case QS_FAMILY_INT_SYM:
-    case QS_FAMILY_INT_FULL: return group_params(kt, r, QS_FAMILY_INT_SYM);
+    case QS_FAMILY_INT_SYM: return group_params(kt, r, QS_FAMILY_INT_SYM);
+    case QS_FAMILY_INT_FULL: return group_params(kt, r, QS_FAMILY_INT_FULL);
     case QS_FAMILY_INT_ASYM: return group_params(kt, r, QS_FAMILY_INT_ASYM);
     case QS_FAMILY_BFP: return group_params(kt, r, QS_FAMILY_BFP);
     default: return group_params(kt, r, QS_FAMILY_FLOAT);

@@ -164,6 +164,12 @@ QS_HD uint16_t qs_f32_to_bf16(float f) {
     return (uint16_t)((u & ~QS_F32_SIGN) > QS_F32_INF_BITS ? nan : r);
 }
 
+/* The same for a value known not to be NaN (results of the integer and block formats). */
+QS_HD uint16_t qs_f32_to_bf16_notnan(float f) {
+    uint32_t u = qs_f2u(f);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
 QS_HD float qs_f16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t e = (h >> 10) & 0x1fu;
@@ -210,6 +216,12 @@ QS_HD void qs_store(void *p, int64_t i, int32_t dtype, float v) {
     if (dtype == 0) ((float *)p)[i] = v;
     else if (dtype == 1) ((uint16_t *)p)[i] = qs_f32_to_f16(v);
     else ((uint16_t *)p)[i] = qs_f32_to_bf16(v);
+}
+
+/* qs_store of a value that is not NaN. */
+QS_HD void qs_store_notnan(void *p, int64_t i, int32_t dtype, float v) {
+    if (dtype == 2) ((uint16_t *)p)[i] = qs_f32_to_bf16_notnan(v);
+    else qs_store(p, i, dtype, v);
 }
 
 /* ---- element-wise floating point formats ---------------------------------------------------------------------- */
@@ -303,10 +315,11 @@ QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rou
         float q = qs_clampf(qs_round_stochastic(x / s, u24) + z, 0.0f, maxq);
         return qs_clamp_finite(s * (q - z));
     } else {
+        /* (q + z) - z is q exactly for these small integers, so it is left out; the zero it gives is +0.0, as
+           GPTQ's form gives ((+-0 + z) - z = +0). */
         const float magic = 12582912.0f; /* 1.5 * 2^23: rounds any |v| < 2^22 to an integer, half to even */
         float v = qs_clampf(x / s, -z, maxq - z);
-        float q = ((v + magic) - magic) + z;
-        return qs_clamp_finite(s * (q - z));
+        return qs_clamp_finite(s * ((v + magic) - magic));
     }
 }
 

@@ -5,15 +5,20 @@ a drop-in ``nn.Linear`` that keeps a mask and quantizes its weight and input. Ho
 kernels called through ctypes and exposed as torch.library custom ops.
 """
 from . import formats
+from .config import LayerConfig, SparsityConfig
 from .errors import QsparseError
 from .formats import Format
 from .functional import decode, encode, fake_quant, magnitude_mask, nm_mask
+from .nn import BFPLinear
 
 __version__ = "0.1.0"
 
 __all__ = [
     "QsparseError",
     "Format",
+    "LayerConfig",
+    "SparsityConfig",
+    "BFPLinear",
     "formats",
     "fake_quant",
     "nm_mask",

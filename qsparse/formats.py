@@ -60,12 +60,12 @@ class FormatInfo:
 
 
 _table: Optional[Tuple[FormatInfo, ...]] = None
-_by_name: dict = {}
+_by_name: dict = {}  # filled in place by table()
 
 
 def table() -> Tuple[FormatInfo, ...]:
     """All formats of the C table, in id order."""
-    global _table, _by_name
+    global _table
     if _table is None:
         rows = []
         for r in _lib.format_table():
@@ -95,7 +95,7 @@ def table() -> Tuple[FormatInfo, ...]:
                     has_codes=bool(flags & _HAS_CODES),
                 )
             )
-        _by_name = {f.name: f for f in rows}
+        _by_name.update((f.name, f) for f in rows)
         _table = tuple(rows)
     return _table
 

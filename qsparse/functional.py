@@ -51,6 +51,19 @@ def _group_code(info: _formats.FormatInfo, group_size) -> int:
     return group_size
 
 
+def op_args(f: Format) -> Tuple[str, int, int, int]:
+    """The arguments of ``qsparse::fake_quant`` that a Format fixes: (name, group code, rounding code,
+    saturate code). Modules compute this once, so that their forward does no parsing."""
+    info = f.info
+    return (info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
+            -1 if f.saturate is None else int(f.saturate))
+
+
+def draw_seed() -> int:
+    """A stochastic-rounding key from torch's default generator (reproducible under torch.manual_seed)."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
 def resolve_format(fmt, group_size=None, rounding=None, saturate=None) -> Format:
     """A Format from a name or Format plus call-level overrides (None keeps the Format's own setting)."""
     if not isinstance(fmt, (str, Format)):
@@ -89,14 +102,13 @@ def fake_quant(
     """
     _check_tensor(x, "x")
     f = resolve_format(fmt, group_size, rounding, saturate)
-    info = f.info
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
         if not 0 <= seed < _SEED_LIMIT:
             raise ValueError(f"seed={seed} is out of range; allowed 0 <= seed < 2**64")
     if f.rounding == "stochastic" and seed is None:
-        seed = int(torch.randint(0, 2**62, (1,)).item())
+        seed = draw_seed()
     mask_mode = _ops.MASK_NONE
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
@@ -109,9 +121,8 @@ def fake_quant(
     seed64 = seed or 0
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
-    saturate_code = -1 if f.saturate is None else int(f.saturate)
-    return _ops.fake_quant(x, info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
-                           seed64, saturate_code, mask, mask_mode)
+    name, group, rounding_code, saturate_code = op_args(f)
+    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, mask, mask_mode)
 
 
 def nm_mask(scores: torch.Tensor, keep: Optional[int] = None, group: Optional[int] = None, *,
@@ -171,4 +182,5 @@ def decode(codes: torch.Tensor, fmt: Union[str, Format]) -> torch.Tensor:
     return _ops.decode(codes, f.name)
 
 
-__all__ = ["fake_quant", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "SUPPORTED_DTYPES"]
+__all__ = ["fake_quant", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "op_args", "draw_seed",
+           "SUPPORTED_DTYPES"]

@@ -32,7 +32,10 @@ GROUP_ROW, GROUP_TENSOR = 0, -1
 
 
 def dtype_code(dtype: torch.dtype) -> int:
-    return _DTYPE_CODES[dtype]
+    code = _DTYPE_CODES.get(dtype)
+    if code is None:
+        raise TypeError(f"qsparse kernels take float32, float16 or bfloat16 tensors, got {dtype}")
+    return code
 
 
 def _rows_view(t: torch.Tensor) -> Tuple[torch.Tensor, int, int, int]:

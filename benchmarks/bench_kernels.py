@@ -1,0 +1,170 @@
+"""Kernel benchmark: each qsparse op on a 16M-element tensor next to torch.clone of the same tensor and next to the
+pure-torch reference (qsparse/reference.py), measured in one run, after checking the op's output against the
+reference bit for bit.
+
+    python benchmarks/bench_kernels.py [--device cpu|cuda] [--dtypes float32,bfloat16] [--quick] [--json PATH]
+
+Targets (issue 2, CPU with its default threads): every fake-quant within 1.25x of the clone time, masks within 2x,
+and at least 10x faster than the reference. Times are medians of --repeat runs; each op allocates its output, as
+clone does, so both include the same allocation cost.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+import qsparse
+from qsparse import reference
+
+log = logging.getLogger("qsparse.bench")
+
+FQ_CASES = [  # (label, format, group_size, rounding)
+    ("int4 per-row", "int4", None, "rne"),
+    ("int4 g128", "int4", 128, "rne"),
+    ("int4_full g128", "int4_full", 128, "rne"),
+    ("int4_asym g32", "int4_asym", 32, "rne"),
+    ("int8_asym g128", "int8_asym", 128, "rne"),
+    ("int8 per-tensor", "int8", "tensor", "rne"),
+    ("int2 g16", "int2", 16, "rne"),
+    ("bfp8 b32", "bfp8", None, "rne"),
+    ("bfp4 b16", "bfp4", 16, "rne"),
+    ("fp16", "fp16", None, "rne"),
+    ("bf16", "bf16", None, "rne"),
+    ("fp8_e4m3", "fp8_e4m3", None, "rne"),
+    ("fp8_e5m2", "fp8_e5m2", None, "rne"),
+    ("int4_asym g32 stochastic", "int4_asym", 32, "stochastic"),
+    ("bfp8 b32 stochastic", "bfp8", None, "stochastic"),
+    ("fp8_e4m3 stochastic", "fp8_e4m3", None, "stochastic"),
+]
+MASK_CASES = [  # (label, kind, args)
+    ("nm 2:4", "nm", (2, 4)),
+    ("nm 1:4", "nm", (1, 4)),
+    ("nm 2:8", "nm", (2, 8)),
+    ("magnitude 50% per-tensor", "mag", (0.5, False)),
+    ("magnitude 50% per-row", "mag", (0.5, True)),
+]
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_it(fn, device, repeat):
+    fn()  # warm-up (and lazy library load)
+    times = []
+    for _ in range(repeat):
+        _sync(device)
+        t = time.perf_counter()
+        out = fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+        del out
+    return statistics.median(times)
+
+
+def same_bits(a, b):
+    if a.dtype == torch.bool:
+        return torch.equal(a, b)
+    ia = a.view(torch.int32 if a.dtype == torch.float32 else torch.int16)
+    ib = b.view(torch.int32 if b.dtype == torch.float32 else torch.int16)
+    na, nb = torch.isnan(a), torch.isnan(b)
+    return torch.equal(na, nb) and torch.equal(ia[~na], ib[~nb])
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
+
+
+def run(device: str, dtypes, repeat: int, quick: bool):
+    rows = []
+    shape = (4096, 4096)  # 16M elements
+    fq_cases = FQ_CASES[:4] + FQ_CASES[9:11] if quick else FQ_CASES
+    for dtype in dtypes:
+        torch.manual_seed(0)
+        x = torch.randn(shape, dtype=torch.float32).to(dtype)
+        xd = x.to(device)
+        clone_t = time_it(lambda: xd.clone(), device, repeat)
+        log.info("%s clone: %.2f ms", dtype, clone_t * 1e3)
+        for label, fmt, group, rounding in fq_cases:
+            t0 = time.perf_counter()
+            ref = reference.fake_quant(x, fmt, group, rounding, seed=7)
+            ref_t = time.perf_counter() - t0
+            out = qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7).cpu()
+            if not same_bits(out, ref):
+                raise SystemExit(f"{label} {dtype}: output differs from the reference; not timing it")
+            t = time_it(lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7), device, repeat)
+            rows.append(dict(op=label, kind="fake_quant", dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
+                             clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
+            log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
+                     t / clone_t, ref_t / t)
+        scores, scores_d = x.abs(), xd.abs()
+        for label, kind, args in MASK_CASES[:2] if quick else MASK_CASES:
+            if kind == "nm":
+                ref_fn = lambda: reference.nm_mask(scores, *args)  # noqa: E731
+                op = lambda: qsparse.nm_mask(scores_d, *args)  # noqa: E731
+            else:
+                ref_fn = lambda: reference.magnitude_mask(x, *args)  # noqa: E731
+                op = lambda: qsparse.magnitude_mask(xd, *args)  # noqa: E731
+            t0 = time.perf_counter()
+            ref = ref_fn()
+            ref_t = time.perf_counter() - t0
+            if not torch.equal(op().cpu(), ref):
+                raise SystemExit(f"{label} {dtype}: mask differs from the reference; not timing it")
+            t = time_it(op, device, repeat)
+            rows.append(dict(op=label, kind="mask", dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
+                             clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
+            log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
+                     t / clone_t, ref_t / t)
+    return rows
+
+
+def table(rows, device) -> str:
+    lines = ["| op | dtype | qsparse ms | clone ms | vs clone | target | reference ms | speed-up | ok |",
+             "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
+    for r in rows:
+        target = 1.25 if r["kind"] == "fake_quant" else 2.0
+        ratio = r["ms"] / r["clone_ms"]
+        speedup = r["ref_ms"] / r["ms"]
+        ok = ratio <= target and speedup >= 10 if device == "cpu" else True
+        lines.append(f"| {r['op']} | {r['dtype']} | {r['ms']:.2f} | {r['clone_ms']:.2f} | {ratio:.2f}x | "
+                     f"<= {target}x | {r['ref_ms']:.0f} | {speedup:.0f}x | {'yes' if ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtypes", default="float32,bfloat16")
+    p.add_argument("--repeat", type=int, default=7)
+    p.add_argument("--quick", action="store_true", help="a few cases only (a smoke run)")
+    p.add_argument("--json", help="also write the rows as JSON here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    log.info("machine: %s", machine())
+    rows = run(args.device, dtypes, args.repeat, args.quick)
+    print(f"\nmachine: {machine()}\n")
+    print(table(rows, args.device))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine(), "device": args.device, "rows": rows}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

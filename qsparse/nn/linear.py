@@ -1,0 +1,204 @@
+"""BFPLinear: a drop-in ``nn.Linear`` whose weight is sparsified and fake-quantized and whose input is
+fake-quantized, per a :class:`qsparse.config.LayerConfig`.
+
+Shapes: weight [out_features, in_features] (groups, blocks and N:M groups run along in_features), input
+[..., in_features]. Forward::
+
+    mask    = the persistent bool buffer `mask` [out, in]       (sparsity only; computed from |weight|)
+    w_q     = fake_quant(weight, weight format, mask)            (mask before or after, per sparsify_first)
+    x_q     = fake_quant(input, activation format)
+    output  = linear(x_q, w_q, bias)
+
+Backward is straight-through: the gradient reaches the dense ``weight`` and the input unchanged, except that masked
+weight positions get exactly zero. With ``mask_mode="fixed"`` the mask is computed once (when the layer is built
+from an existing Linear, or at the first forward after its weights were loaded) and the masked weights are set to
+zero; since their gradient is zero too, they stay exactly 0 under any optimizer update that is a function of
+(weight, grad) (SGD, Adam, AdamW with weight decay, ...). ``mask_mode="dynamic"`` recomputes the mask from the dense
+weight at every forward, as the HBFP fork does, and leaves the dense weight untouched.
+
+In eval mode without autograd the quantized weight is cached until the weight or mask changes.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import functional as _functional
+from .. import ops as _ops
+from ..config import SEED_KEYS, LayerConfig
+
+
+class BFPLinear(nn.Linear):
+    """``nn.Linear`` with weight sparsity and weight/activation fake quantization.
+
+    ``BFPLinear(in_features, out_features, bias=True, **layer_config)`` where ``layer_config`` is either the seed's
+    per-layer keys (``w_num_format="int", w_mant_bits=4, block_size=32, w_sparsity=True, N=2, M=4, ...``; see
+    :mod:`qsparse.config`) or the explicit form (``weight="int4_asym"``, ``activation="fp16"``,
+    ``sparsity="2:4"`` or ``0.5``, ``sparsify_first=True``, ``mask_mode="fixed"``), or ``config=LayerConfig(...)``.
+    No keys gives a plain dense layer. Unknown keys or invalid values raise ValueError naming the key.
+
+    ``device`` and ``dtype`` are nn.Linear's factory arguments, except that a string ``device`` given among seed
+    keys is the seed's key (accepted, not used for placement).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *,
+                 config: Optional[LayerConfig] = None, dtype=None, **layer_config):
+        factory_device = layer_config.pop("device", None)
+        if factory_device is not None and set(layer_config) & SEED_KEYS:
+            layer_config["device"] = factory_device  # the seed's key: validated, not a placement
+            factory_device = None
+        if config is not None and layer_config:
+            raise ValueError(f"give either config=LayerConfig(...) or layer keys, not both (got {sorted(layer_config)})")
+        cfg = config if config is not None else LayerConfig.from_kwargs(**layer_config)
+        if not isinstance(cfg, LayerConfig):
+            raise TypeError(f"config must be a qsparse.config.LayerConfig, got {type(cfg).__name__}")
+        super().__init__(in_features, out_features, bias, device=factory_device, dtype=dtype)
+        self._set_config(cfg)
+        mask = torch.ones(out_features, in_features, dtype=torch.bool, device=self.weight.device) \
+            if cfg.sparsity is not None else None
+        self.register_buffer("mask", mask, persistent=True)
+        self._mask_ready = False  # the mask buffer holds the mask of the current weights
+        self._cache_key = None
+        self._cache = None
+
+    # ---- configuration -------------------------------------------------------------------------------------------
+
+    def _set_config(self, cfg: LayerConfig) -> None:
+        self.config = cfg
+        self._w_args = _functional.op_args(cfg.weight) if cfg.weight is not None else None
+        self._a_args = _functional.op_args(cfg.activation) if cfg.activation is not None else None
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, *, config: Optional[LayerConfig] = None, **layer_config) -> "BFPLinear":
+        """A BFPLinear computing with ``linear``'s parameters (the same Parameter objects, so nothing is copied and
+        tied weights stay tied). With sparsity, the mask is computed from the weight now and masked weights are set
+        to zero (``mask_mode="fixed"``)."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
+        cfg = config if config is not None else LayerConfig.from_kwargs(**layer_config)
+        with torch.device("meta"):
+            new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, config=cfg)
+        new.weight = linear.weight
+        new.bias = linear.bias
+        if new.mask is not None:
+            new.mask = torch.ones_like(linear.weight, dtype=torch.bool)
+            if linear.weight.device.type != "meta":
+                new.reset_mask()
+        return new
+
+    def to_linear(self, materialize: bool = True) -> nn.Linear:
+        """A plain nn.Linear. ``materialize=True``: its weight is the effective weight (masked and quantized, what
+        this layer multiplies by; activation quantization cannot be carried over). False: the stored weight."""
+        lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            lin.weight.copy_(self.effective_weight() if materialize else self.weight)
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    # ---- masks -----------------------------------------------------------------------------------------------------
+
+    def compute_mask(self) -> Optional[torch.Tensor]:
+        """The mask the configured rule gives for the current weights (not stored)."""
+        sp = self.config.sparsity
+        if sp is None:
+            return None
+        w = self.weight.detach()
+        if sp.structured:
+            return _functional.nm_mask(w.abs(), sp.keep, sp.group)
+        return _functional.magnitude_mask(w, sp.fraction, sp.per_row)
+
+    @torch.no_grad()
+    def reset_mask(self) -> None:
+        """Recompute the mask from the current weights now; with ``mask_mode="fixed"`` zero the masked weights."""
+        if self.mask is None:
+            return
+        self.mask.copy_(self.compute_mask())
+        if self.config.mask_mode == "fixed":
+            self.weight.masked_fill_(~self.mask, 0)
+        self._mask_ready = True
+
+    def _current_mask(self) -> Optional[torch.Tensor]:
+        if self.mask is None:
+            return None
+        if self.config.mask_mode == "dynamic":
+            m = self.compute_mask()
+            with torch.no_grad():
+                self.mask.copy_(m)
+            return m
+        if not self._mask_ready:
+            self.reset_mask()
+        return self.mask
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+        if self.mask is None:
+            return
+        if prefix + "mask" in state_dict:
+            # the loaded mask belongs to the loaded weights; keep the invariant "masked weights are 0"
+            if self.config.mask_mode == "fixed" and prefix + "weight" in state_dict:
+                with torch.no_grad():
+                    self.weight.masked_fill_(~self.mask, 0)
+            self._mask_ready = True
+        elif prefix + "weight" in state_dict:
+            self._mask_ready = False  # new weights without a mask: recompute it at the next forward
+        self._cache_key = None
+
+    # ---- forward ---------------------------------------------------------------------------------------------------
+
+    def _quant(self, x: torch.Tensor, args, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        name, group, rounding, saturate = args
+        if x.dtype not in _functional.SUPPORTED_DTYPES:
+            raise TypeError(f"BFPLinear with format {name!r} got a {x.dtype} tensor; fake quantization takes "
+                            "float32, float16 or bfloat16 (convert the layer with .float() or .to(torch.bfloat16))")
+        seed = 0
+        if rounding:
+            seed = self._compile_seed if torch.compiler.is_compiling() else _functional.draw_seed()
+        mask_mode = _ops.MASK_NONE
+        if mask is not None:
+            mask_mode = _ops.MASK_BEFORE if self.config.sparsify_first else _ops.MASK_AFTER
+        return _ops.fake_quant(x, name, group, rounding, seed, saturate, mask, mask_mode)
+
+    _compile_seed = 0x5EED  # stochastic rounding under torch.compile uses a fixed key (a traced graph has no RNG draw)
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the layer multiplies by: masked and fake-quantized."""
+        mask = self._current_mask()
+        cacheable = (not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                     and not (self._w_args is not None and self._w_args[2]))
+        if cacheable:
+            key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype,
+                   None if mask is None else (mask._version, mask.data_ptr()))
+            if key == self._cache_key:
+                return self._cache
+        if self._w_args is not None:
+            w = self._quant(self.weight, self._w_args, mask)
+        elif mask is not None:
+            w = torch.where(mask, self.weight, torch.zeros((), dtype=self.weight.dtype, device=self.weight.device))
+        else:
+            w = self.weight
+        if cacheable:
+            self._cache_key, self._cache = key, w
+        return w
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if self.config.is_dense:
+            return F.linear(input, self.weight, self.bias)
+        w = self.effective_weight()
+        if self._a_args is not None:
+            input = self._quant(input, self._a_args, None)
+        return F.linear(input, w, self.bias)
+
+    def train(self, mode: bool = True):
+        self._cache_key = self._cache = None
+        return super().train(mode)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, {self.config}"
+
