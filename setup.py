@@ -93,7 +93,7 @@ class BuildExt(build_ext):
             ext.extra_link_args = omp_link
         else:
             warnings.warn("qsparse: the C compiler has no OpenMP; the CPU kernels will run on one thread")
-            ext.extra_compile_args = list(C_FLAGS)
+            ext.extra_compile_args = C_FLAGS + ["-Wno-unknown-pragmas"]
         super().build_extensions()
         self._build_cuda()
 
@@ -110,10 +110,20 @@ class BuildExt(build_ext):
         out = os.path.join(os.path.dirname(self.get_ext_fullpath("qsparse._C")), "libqsparse_cuda.so")
         try:
             build_cuda_library(out, nvcc)
+            self._cuda_out = out
         except (subprocess.CalledProcessError, OSError) as e:
             if required:
                 raise
             warnings.warn(f"qsparse: the CUDA library was not built ({e}); CUDA ops will be unavailable")
+
+    def copy_extensions_to_source(self):
+        # Editable installs build into a temporary directory and copy back only the Extension outputs; the CUDA
+        # library is no Extension, so it is copied beside the in-place _C here.
+        super().copy_extensions_to_source()
+        out = getattr(self, "_cuda_out", None)
+        if out and os.path.exists(out):
+            package_dir = self.get_finalized_command("build_py").get_package_dir("qsparse")
+            self.copy_file(out, os.path.join(package_dir, "libqsparse_cuda.so"), level=self.verbose)
 
 
 def _bdist_wheel_options():

@@ -30,12 +30,23 @@
 #define QS_ALWAYS_INLINE static inline
 #endif
 
+/* Full unrolling of a short loop with a literal trip count, so that the loop around it sees straight-line code. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define QS_UNROLL _Pragma("GCC unroll 16")
+#else
+#define QS_UNROLL
+#endif
+
 /* Below this many elements a call runs on the calling thread only. */
 #define QS_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)
 
+/* Threads for a call: the request (or the OpenMP default), at most one per processor (more gain nothing, and an
+   OpenMP runtime that fails to create a thread ends the process), one for small work. */
 static inline int qs_thread_count(int32_t requested, int64_t work) {
 #ifdef _OPENMP
     int n = requested > 0 ? (int)requested : omp_get_max_threads();
+    int procs = omp_get_num_procs();
+    if (n > procs) n = procs;
     if (work < QS_PARALLEL_MIN_ELEMS) n = 1;
     return n < 1 ? 1 : n;
 #else

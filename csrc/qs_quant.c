@@ -20,37 +20,11 @@
 #include "include/qsparse.h"
 #include "qs_cpu.h"
 #include "qs_format_table.h"
+#include "qs_group.h"
 #include "qs_scalar.h"
 #include "qs_validate.h"
 
 #define QS_SPAN ((int64_t)1 << 16) /* elements per work chunk */
-
-/* Group statistics as integer reductions, which compilers vectorize (float min/max reductions they may not,
-   because of NaN and signed-zero rules):
-   - symmetric INT and BFP need only max |x|: the largest magnitude bit pattern (|x| bits order like |x|), and a
-     NaN or Inf shows as a pattern >= 0x7f800000;
-   - asymmetric INT needs min and max: order-preserving int32 keys of the bit patterns (qs_order_key); +Inf and
-     +NaN sort above every finite key, -Inf and -NaN below, so the extremes also reveal a non-finite value. */
-typedef struct qs_range {
-    int32_t kmin, kmax; /* asym: order keys of min and max */
-    uint32_t amax_bits; /* sym, bfp: max over |x| bit patterns */
-} qs_range;
-
-QS_ALWAYS_INLINE int32_t qs_order_key(uint32_t b) { return (int32_t)(b ^ ((uint32_t)((int32_t)b >> 31) >> 1)); }
-QS_ALWAYS_INLINE float qs_key_value(int32_t k) { return qs_u2f((uint32_t)qs_order_key((uint32_t)k)); }
-
-static const qs_range qs_range_empty = {INT32_MAX, INT32_MIN, 0u};
-#define QS_KEY_POS_INF 0x7f800000          /* qs_order_key(+Inf) */
-#define QS_KEY_NEG_INF ((int32_t)0x807fffff) /* qs_order_key(-Inf) */
-
-enum { QS_GP_QUANT = 0, QS_GP_ZERO = 1, QS_GP_NAN = 2 };
-
-/* Per-group constants. */
-typedef struct qs_gparams {
-    int32_t mode; /* QS_GP_* */
-    float s;      /* INT: scale; BFP: interval */
-    float z;      /* INT_ASYM: zero point; BFP: the clamp bound maxv */
-} qs_gparams;
 
 typedef struct qs_job {
     const qs_kernel_traits *kt;
@@ -94,55 +68,7 @@ QS_ALWAYS_INLINE void range_scan(const void *xr, const uint8_t *mr, int64_t c0, 
     }
 }
 
-QS_ALWAYS_INLINE void range_merge(qs_range *into, qs_range r) {
-    into->kmin = r.kmin < into->kmin ? r.kmin : into->kmin;
-    into->kmax = r.kmax > into->kmax ? r.kmax : into->kmax;
-    into->amax_bits = r.amax_bits > into->amax_bits ? r.amax_bits : into->amax_bits;
-}
-
-/* The group's constants from its range (FORMATS.md sections 1-2), family a literal at the call site. */
-QS_ALWAYS_INLINE qs_gparams group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
-    qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f};
-    float amax = qs_u2f(r.amax_bits);
-    if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
-                                  : r.amax_bits >= QS_F32_INF_BITS) {
-        g.mode = QS_GP_NAN;
-        return g;
-    }
-    if (fam == QS_FAMILY_INT_SYM || fam == QS_FAMILY_INT_FULL) { /* divisor qmax, or qmax + 0.5 */
-        g.s = amax / kt->divisor;
-        if (g.s == 0.0f) g.mode = QS_GP_ZERO;
-    } else if (fam == QS_FAMILY_INT_ASYM) {
-        /* GPTQ Quantizer(sym=False).find_params, in its binary32 operation order */
-        float vmin = qs_key_value(r.kmin), vmax = qs_key_value(r.kmax);
-        float xmin = vmin < 0.0f ? vmin : 0.0f;
-        float xmax = vmax > 0.0f ? vmax : 0.0f;
-        if (xmin == 0.0f && xmax == 0.0f) {
-            xmin = -1.0f;
-            xmax = 1.0f;
-        }
-        g.s = (xmax - xmin) / kt->divisor;
-        if (!qs_isfinite(g.s)) g.mode = QS_GP_NAN;
-        else if (g.s == 0.0f) g.mode = QS_GP_ZERO;
-        else g.z = qs_rint(-xmin / g.s);
-    } else if (fam == QS_FAMILY_BFP) {
-        int32_t e = qs_bfp_exponent(amax);
-        g.s = qs_exp2i(e - kt->mbits);
-        g.z = kt->qmax * g.s; /* = 2^e - interval, exact, and finite even for e = 128 */
-    }
-    return g;
-}
-
 /* ---- quantization of one span of a row ------------------------------------------------------------------------ */
-
-QS_ALWAYS_INLINE float quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_kernel_traits *kt,
-                                  const int32_t fam, const int32_t rnd) {
-    if (fam == QS_FAMILY_INT_SYM) return qs_quant_int_sym(v, g->s, kt->qmax, kt->qmax, rnd, u24);
-    if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rnd, u24);
-    if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rnd, u24);
-    if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->z, rnd, u24);
-    return qs_round_float(v, &kt->ft, rnd, u24);
-}
 
 /* y[c0 .. c0+n) of one row. mm: qs_mask_mode; every argument from `fam` on is a literal at the call site, so
    each instantiation is one straight-line, vectorizable loop. */
@@ -160,7 +86,7 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
     if (g.mode != QS_GP_QUANT) {
         for (i = 0; i < n; i++) {
             float v = qs_load(xr, c0 + i, dt);
-            float y = g.mode == QS_GP_NAN ? qs_qnan() : qs_copysign(0.0f, v);
+            float y = qs_special_elem(v, &g);
             if (mm != QS_MASK_NONE) y = mr[c0 + i] ? y : 0.0f;
             qs_store(yr, c0 + i, dt, y);
         }
@@ -171,7 +97,7 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         uint32_t u24 = rnd ? qs_rand24(rng, base + (uint64_t)i) : 0u;
         float y;
         if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
-        y = quant_elem(v, u24, &g, &kt, fam, rnd);
+        y = qs_quant_elem(v, u24, &g, &kt, fam, rnd, qs_dtype_max(dt));
         if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
         if (fam == QS_FAMILY_FLOAT) qs_store(yr, c0 + i, dt, y);
         else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
@@ -191,20 +117,20 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
         int64_t n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
         if (gc && n == gc) {
             /* a full group of a common size: constant trip counts, unrolled without remainder loops */
-            qs_range r = qs_range_empty;
+            qs_range r = qs_range_empty();
             qs_gparams g;
-            range_scan(jb->x + row * jb->x_stride, jb->mask + row * jb->m_stride, c0, gc, &r,
+            range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, gc, &r,
                        fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
-            g = group_params(jb->kt, r, fam);
+            g = qs_group_params(jb->kt, r, fam);
             apply_span(jb, &g, row, c0, gc, fam, rnd, mm, dt);
         } else if (fixed) {
             apply_span(jb, fixed, row, c0, n, fam, rnd, mm, dt);
         } else {
-            qs_range r = qs_range_empty;
+            qs_range r = qs_range_empty();
             qs_gparams g;
-            range_scan(jb->x + row * jb->x_stride, jb->mask + row * jb->m_stride, c0, n, &r,
+            range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
                        fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
-            g = group_params(jb->kt, r, fam);
+            g = qs_group_params(jb->kt, r, fam);
             apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
         }
     }
@@ -277,7 +203,7 @@ QS_ALWAYS_INLINE void units_range_t(const qs_job *jb, int64_t u0, int64_t u1, qs
         int64_t c0 = (u % jb->units_per_row) * jb->group;
         int64_t n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
         const char *xr = jb->x + row * jb->x_stride;
-        const uint8_t *mr = jb->mask + row * jb->m_stride;
+        const uint8_t *mr = masked ? jb->mask + row * jb->m_stride : NULL;
         if (minmax) {
             if (masked) range_scan(xr, mr, c0, n, out, 1, 1, dt);
             else range_scan(xr, mr, c0, n, out, 1, 0, dt);
@@ -296,11 +222,11 @@ static QS_CLONES void run_units_range(const qs_job *jb, int64_t u0, int64_t u1, 
 
 static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     switch (kt->family) {
-    case QS_FAMILY_INT_SYM: return group_params(kt, r, QS_FAMILY_INT_SYM);
-    case QS_FAMILY_INT_FULL: return group_params(kt, r, QS_FAMILY_INT_FULL);
-    case QS_FAMILY_INT_ASYM: return group_params(kt, r, QS_FAMILY_INT_ASYM);
-    case QS_FAMILY_BFP: return group_params(kt, r, QS_FAMILY_BFP);
-    default: return group_params(kt, r, QS_FAMILY_FLOAT);
+    case QS_FAMILY_INT_SYM: return qs_group_params(kt, r, QS_FAMILY_INT_SYM);
+    case QS_FAMILY_INT_FULL: return qs_group_params(kt, r, QS_FAMILY_INT_FULL);
+    case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
+    case QS_FAMILY_BFP: return qs_group_params(kt, r, QS_FAMILY_BFP);
+    default: return qs_group_params(kt, r, QS_FAMILY_FLOAT);
     }
 }
 
@@ -317,7 +243,7 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
     int nt;
     QS_TRY(qs_check_fake_quant(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode,
                                &kt));
-    if (num_threads > QS_MAX_THREADS) return QS_ERR_INVALID_ARGUMENT;
+    QS_TRY(qs_check_threads(num_threads));
     if (rows == 0 || cols == 0) return QS_OK;
 
     jb.kt = &kt;
@@ -333,6 +259,7 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
     jb.m_stride = mask_stride;
     jb.rng = qs_rng_make(params->seed);
     nt = qs_thread_count(num_threads, rows * cols);
+    (void)nt; /* only read by OpenMP pragmas */
 
     /* Units: groups; or, for per-tensor calls and element-wise formats, row spans of at most QS_SPAN elements. */
     per_tensor = params->group_size == QS_GROUP_TENSOR && kt.family != QS_FAMILY_FLOAT;
@@ -346,11 +273,11 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
     chunks = (units + per_chunk - 1) / per_chunk;
 
     if (per_tensor) {
-        qs_range total = qs_range_empty;
+        qs_range total = qs_range_empty();
 #pragma omp parallel num_threads(nt)
         {
             qs_fpenv env = qs_fpenv_enter();
-            qs_range mine = qs_range_empty;
+            qs_range mine = qs_range_empty();
             int64_t k;
 #pragma omp for schedule(static)
             for (k = 0; k < chunks; k++) {
@@ -358,7 +285,7 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
                 run_units_range(&jb, u0, u0 + per_chunk < units ? u0 + per_chunk : units, &mine);
             }
 #pragma omp critical(qs_range_merge)
-            range_merge(&total, mine);
+            qs_range_merge(&total, mine);
             qs_fpenv_leave(env);
         }
         {

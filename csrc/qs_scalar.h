@@ -140,12 +140,19 @@ QS_HD uint32_t qs_rand24(qs_rng r, uint64_t index) {
 
 QS_HD float qs_u24_to_unit(uint32_t u24) { return (float)u24 * 5.9604644775390625e-08f; /* 2^-24 */ }
 
-/* floor(v) + 1 when u < frac(v), else floor(v): P(up) = ceil(frac * 2^24) / 2^24, unbiased to within 2^-24.
-   frac = v - floor(v) is one binary32 subtraction: exact for v >= 0 (Sterbenz), rounded for -1 < v < 0. */
+/* Stochastic rounding as FORMATS.md writes it, floor(v + u), evaluated exactly (u = u24 * 2^-24 in [0, 1)):
+   it rounds up iff frac(v) + u >= 1. Each comparison below is exact in binary32: for v >= 0, frac = v - floor(v)
+   is exact (Sterbenz) and so is 1 - u; for v < 0, frac may not be exact (v = -2^-30 gives 1 - 2^-30), but its
+   complement (floor(v) + 1) - v is. An integral v (frac 0) never moves. A zero result keeps v's sign, as round
+   to nearest even does (round(-0.3) = -0.0). */
 QS_HD float qs_round_stochastic(float v, uint32_t u24) {
-    float f = qs_floor(v);
-    float frac = v - f;
-    return f + qs_select(qs_u24_to_unit(u24) < frac, 1.0f, 0.0f);
+    const float u = qs_u24_to_unit(u24);
+    const float f = qs_floor(v);
+    const float frac = v - f;
+    const float gap = (f + 1.0f) - v;
+    const int up = (v != f) & (v >= 0.0f ? frac >= 1.0f - u : u >= gap);
+    const float q = qs_select(up, f + 1.0f, f);
+    return qs_select(q == 0.0f, qs_copysign(0.0f, v), q);
 }
 
 QS_HD float qs_round_int(float v, int32_t rounding, uint32_t u24) {
@@ -259,7 +266,8 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     const uint32_t dropped = a & low_mask;
     const uint32_t half = 1u << (t->shift - 1u);
     const uint32_t up_rne = (dropped > half) | ((dropped == half) & (a >> t->shift));
-    const uint32_t up_sto = qs_u24_to_unit(u24) < (float)dropped * t->drop_unit;
+    /* floor(v + u) on v = |x| / spacing >= 0: up iff frac >= 1 - u, frac = dropped * 2^-shift (both exact) */
+    const uint32_t up_sto = (float)dropped * t->drop_unit >= 1.0f - qs_u24_to_unit(u24);
     const uint32_t up = (rounding == 1 /* QS_ROUND_STOCHASTIC */ ? up_sto : up_rne) & 1u;
     const float rn = qs_u2f((a & ~low_mask) + (up << t->shift));
     float r = qs_select(a < t->min_normal_bits, rs, rn);
@@ -270,13 +278,6 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
 }
 
 /* ---- integer grids with a per-group scale --------------------------------------------------------------------- */
-
-/* Largest finite binary32: a product q * s that rounds past it (only when the group max is within a few ulps of
-   FLT_MAX) is clamped here, because integer formats have no Inf. */
-QS_HD float qs_clamp_finite(float y) {
-    float m = qs_u2f(QS_F32_MAX_BITS);
-    return y > m ? m : (y < -m ? -m : y);
-}
 
 QS_HD float qs_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
@@ -290,36 +291,38 @@ QS_HD float qs_rint_nonneg(float a) {
 #endif
 }
 
+/* Integer grids have no Inf: their results are clamped to +-ymax, the largest finite value of the storage dtype
+   (qs_group.h: qs_dtype_max); only a group max within a few ulps of ymax can get there. */
+
 /* Symmetric (int{b}, int{b}_full): y = s * clamp(round(x / s), qmin, qmax), qmin = -qneg. The caller handles
    s == 0. For RNE this is evaluated on magnitudes, which gives the same bits: RNE is odd-symmetric, clamping to
    integer bounds commutes with rounding, and y takes x's sign (a zero result keeps it, as round(-0.3) = -0.0). */
-QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t rounding, uint32_t u24) {
-    const float fmax = qs_u2f(QS_F32_MAX_BITS);
+QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t rounding, uint32_t u24, float ymax) {
     if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
         float q = qs_clampf(qs_round_stochastic(x / s, u24), -qneg, qpos);
-        return qs_clamp_finite(q * s);
+        return qs_clampf(q * s, -ymax, ymax);
     } else {
         float bound = qs_select(qs_f2u(x) >> 31, qneg, qpos);
         float a = qs_abs(x) / s;
         float q = qs_rint_nonneg(a < bound ? a : bound);
         float y = q * s;
-        return qs_copysign(y < fmax ? y : fmax, x);
+        return qs_copysign(y < ymax ? y : ymax, x);
     }
 }
 
 /* Asymmetric (GPTQ Quantizer, sym=False): y = s * (clamp(round(x / s) + z, 0, maxq) - z), z an integer in
    [0, maxq]. Clamping x / s to [-z, maxq - z] before rounding is the same clamp (integer bounds), and keeps the
    value small enough for the add-and-subtract rounding; a zero result is +0.0 either way ((-0 + z) - z = +0). */
-QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rounding, uint32_t u24) {
+QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rounding, uint32_t u24, float ymax) {
     if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
         float q = qs_clampf(qs_round_stochastic(x / s, u24) + z, 0.0f, maxq);
-        return qs_clamp_finite(s * (q - z));
+        return qs_clampf(s * (q - z), -ymax, ymax);
     } else {
         /* (q + z) - z is q exactly for these small integers, so it is left out; the zero it gives is +0.0, as
            GPTQ's form gives ((+-0 + z) - z = +0). */
         const float magic = 12582912.0f; /* 1.5 * 2^23: rounds any |v| < 2^22 to an integer, half to even */
         float v = qs_clampf(x / s, -z, maxq - z);
-        return qs_clamp_finite(s * ((v + magic) - magic));
+        return qs_clampf(s * ((v + magic) - magic), -ymax, ymax);
     }
 }
 
@@ -347,17 +350,19 @@ QS_HD int32_t qs_bfp_exponent(float amax) {
 
 /* ---- N:M ranking ---------------------------------------------------------------------------------------------- */
 
-/* A key whose unsigned order is the score order used by masks: -0.0 == +0.0, NaN above +Inf. */
+/* A key whose unsigned order is the score order used by masks: -0.0 == +0.0, NaN above +Inf. Negative values
+   flip all bits, non-negative ones the sign bit; written with integer selects only (vectorizable). */
 QS_HD uint32_t qs_score_key(float s) {
-    uint32_t u = qs_f2u(s);
-    if ((u & ~QS_F32_SIGN) > QS_F32_INF_BITS) return 0xffffffffu;
-    if ((u & ~QS_F32_SIGN) == 0u) u = 0u;
-    return (u & QS_F32_SIGN) ? ~u : (u | QS_F32_SIGN);
+    const uint32_t u = qs_f2u(s);
+    const uint32_t a = u & ~QS_F32_SIGN;
+    uint32_t key = u ^ ((uint32_t)((int32_t)u >> 31) | QS_F32_SIGN);
+    key = a == 0u ? QS_F32_SIGN : key;
+    return a > QS_F32_INF_BITS ? 0xffffffffu : key;
 }
 
 /* A key for |w| with the same properties (NaN largest): the magnitude bits are already ordered. */
 QS_HD uint32_t qs_magnitude_key(float w) {
-    uint32_t a = qs_f2u(w) & ~QS_F32_SIGN;
+    const uint32_t a = qs_f2u(w) & ~QS_F32_SIGN;
     return a > QS_F32_INF_BITS ? 0xffffffffu : a;
 }
 

@@ -1,6 +1,8 @@
 /*
  * qs_validate.h -- argument checks shared by the CPU and CUDA entry points (host code), so that both libraries
- * return the same status for the same bad call. Order: structs, sizes, strides, enums, then pointers.
+ * return the same status for the same bad call. Order: structs, sizes, strides, enums, then pointers; the mask
+ * stride of a fused fake-quantization is checked after the mask mode (it is only read when a mask is used); the
+ * CPU entry points check the thread count last (qs_check_threads).
  */
 #ifndef QS_VALIDATE_H
 #define QS_VALIDATE_H
@@ -11,9 +13,11 @@
 #include "qs_format_table.h"
 
 #define QS_MAX_THREADS 4096
+/* Views must be addressable in bytes with int64 arithmetic for every dtype (4 bytes at most per element). */
+#define QS_MAX_EXTENT (INT64_MAX / 4)
 
-/* A rows x cols view with row stride `stride`: sizes non-negative, stride >= cols, and the last element's offset
-   (rows-1)*stride + cols - 1 representable in int64. */
+/* A rows x cols view with row stride `stride`: sizes non-negative, cols <= stride <= QS_MAX_EXTENT, and the view's
+   extent (rows-1)*stride + cols at most QS_MAX_EXTENT elements, so that byte offsets cannot overflow. */
 static inline int32_t qs_check_sizes(int64_t rows, int64_t cols) {
     if (rows < 0 || cols < 0) return QS_ERR_INVALID_SIZE;
     if (cols > 0 && rows > INT64_MAX / cols) return QS_ERR_INVALID_SIZE; /* logical indices row*cols+col */
@@ -21,9 +25,16 @@ static inline int32_t qs_check_sizes(int64_t rows, int64_t cols) {
 }
 
 static inline int32_t qs_check_stride(int64_t rows, int64_t cols, int64_t stride) {
-    if (stride < cols) return QS_ERR_INVALID_STRIDE;
-    if (rows > 1 && cols > 0 && rows - 1 > (INT64_MAX - cols) / stride) return QS_ERR_INVALID_SIZE;
+    if (stride < cols || stride > QS_MAX_EXTENT) return QS_ERR_INVALID_STRIDE;
+    if (cols > QS_MAX_EXTENT) return QS_ERR_INVALID_SIZE;
+    if (rows > 1 && cols > 0 && rows - 1 > (QS_MAX_EXTENT - cols) / stride) return QS_ERR_INVALID_SIZE;
     return QS_OK;
+}
+
+/* CPU thread counts: <= 0 means the OpenMP default; above QS_MAX_THREADS is refused. (The kernels also never
+   start more threads than there are processors: results do not depend on the count.) */
+static inline int32_t qs_check_threads(int32_t num_threads) {
+    return num_threads > QS_MAX_THREADS ? QS_ERR_INVALID_ARGUMENT : QS_OK;
 }
 
 static inline int32_t qs_check_dtype(int32_t dtype) {
@@ -49,13 +60,13 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     QS_TRY(qs_check_sizes(rows, cols));
     QS_TRY(qs_check_stride(rows, cols, x_stride));
     QS_TRY(qs_check_stride(rows, cols, y_stride));
-    if (mask_mode != QS_MASK_NONE) QS_TRY(qs_check_stride(rows, cols, mask_stride));
     QS_TRY(qs_check_dtype(dtype));
     QS_TRY(qs_kernel_traits_make(p, kt));
     if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     /* element-wise formats have no groups: only the neutral QS_GROUP_ROW is accepted */
     if (kt->family == QS_FAMILY_FLOAT && p->group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
     if (mask_mode < 0 || mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
+    if (mask_mode != QS_MASK_NONE) QS_TRY(qs_check_stride(rows, cols, mask_stride));
     if (rows == 0 || cols == 0) return QS_OK;
     if (x == NULL || y == NULL) return QS_ERR_NULL_POINTER;
     if (mask_mode != QS_MASK_NONE && mask == NULL) return QS_ERR_NULL_POINTER;

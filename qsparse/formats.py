@@ -180,8 +180,8 @@ def check_group_size(info: FormatInfo, group_size: GroupSize, *, param: str = "g
     if isinstance(group_size, str):
         if group_size not in ("row", "tensor"):
             raise ValueError(f"{param}={group_size!r} is not allowed; use None, a positive int, 'row' or 'tensor'")
-    elif group_size < 1:
-        raise ValueError(f"{param}={group_size} must be positive (or None, 'row', 'tensor')")
+    elif not 1 <= group_size < 2**63:
+        raise ValueError(f"{param}={group_size} is out of range: a positive int below 2**63 (or None, 'row', 'tensor')")
     if info.elementwise:
         raise ValueError(f"format {info.name!r} is element-wise (no per-group scale); {param} must be None, "
                          f"got {group_size!r}")

@@ -28,6 +28,7 @@ from . import formats as _formats
 
 _DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 MASK_NONE, MASK_BEFORE, MASK_AFTER = 0, 1, 2
+_MAX_THREADS = 4096  # QS_MAX_THREADS: more threads than this gain nothing
 GROUP_ROW, GROUP_TENSOR = 0, -1
 
 
@@ -64,7 +65,7 @@ def _exec_args(t: torch.Tensor):
     """Trailing execution arguments of a C call: the thread count (CPU) or device index and stream (CUDA)."""
     if t.device.type == "cuda":
         return (t.device.index, ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream))
-    return (torch.get_num_threads(),)
+    return (min(torch.get_num_threads(), _MAX_THREADS),)
 
 
 def _library_for(t: torch.Tensor):

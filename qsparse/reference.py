@@ -14,7 +14,9 @@ from typing import Optional, Union
 
 import torch
 
-FLT_MAX = 3.4028234663852886e38
+FLT_MAX = (2.0 - 2.0**-23) * 2.0**127
+# Largest finite values of the storage dtypes: integer grids clamp to them (no Inf after the final cast).
+DTYPE_MAX = {torch.float32: FLT_MAX, torch.float16: (2.0 - 2.0**-10) * 2.0**15, torch.bfloat16: (2.0 - 2.0**-7) * 2.0**127}
 _F32 = torch.float32
 _F64 = torch.float64
 
@@ -94,12 +96,15 @@ def _unit(u24: torch.Tensor) -> torch.Tensor:
 
 
 def _round(v: torch.Tensor, rounding: str, u: Optional[torch.Tensor]) -> torch.Tensor:
-    """RNE, or stochastic: floor(v) + (u < v - floor(v)), with v - floor(v) in v's own dtype."""
+    """RNE, or stochastic: floor(v + u) in exact arithmetic, i.e. floor(v) + 1 iff frac(v) >= 1 - u (frac and
+    1 - u are exact in float64 for binary32 v and u on the 2^-24 grid). A zero keeps v's sign."""
     if rounding == "rne":
         return torch.round(v)
-    f = torch.floor(v)
-    frac = v - f
-    return f + (u.to(v.dtype) < frac).to(v.dtype)
+    v64 = v.to(_F64)
+    f = torch.floor(v64)
+    q = f + ((v64 - f) >= 1.0 - u.to(_F64)).to(_F64)
+    q = torch.where(q == 0, torch.copysign(torch.zeros_like(q), v64), q)
+    return q.to(v.dtype)
 
 
 # ---- element formats ----------------------------------------------------------------------------------------------
@@ -139,8 +144,8 @@ def _group_view(x: torch.Tensor, group: Union[int, str]) -> tuple:
     return xp.reshape(-1, group), lambda g: g.reshape(rows, cols + pad)[:, :cols]
 
 
-def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug) -> torch.Tensor:
-    """Fake-quantize each row of xg (float32 groups, zero padded)."""
+def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug, ymax: float) -> torch.Tensor:
+    """Fake-quantize each row of xg (float32 groups, zero padded); integer results are clamped to +-ymax."""
     one = torch.ones((), dtype=_F32)
     bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
     xs = torch.where(bad, torch.zeros_like(xg), xg)
@@ -155,7 +160,7 @@ def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug) -
         s = amax / torch.tensor(divisor, dtype=_F32)
         safe_s = torch.where(s == 0, one, s)
         q = torch.clamp(_round(xs / safe_s, rounding, ug), qmin, qmax)
-        y = torch.clamp(q * safe_s, -FLT_MAX, FLT_MAX)
+        y = torch.clamp(q * safe_s, -ymax, ymax)
         y = torch.where(s == 0, zero_out, y)
     elif family == "int_asym":
         maxq = float(2**bits - 1)
@@ -169,7 +174,7 @@ def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug) -
         safe_s = torch.where((s == 0) | overflow, one, s)
         z = torch.round(-xmin / safe_s)
         q = torch.clamp(_round(xs / safe_s, rounding, ug) + z, 0, maxq)
-        y = torch.clamp(safe_s * (q - z), -FLT_MAX, FLT_MAX)
+        y = torch.clamp(safe_s * (q - z), -ymax, ymax)
         y = torch.where(s == 0, zero_out, y)
         bad = bad | overflow
     elif family == "bfp":
@@ -210,7 +215,7 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
         if u is not None:
             ug, _ = _group_view(u, g)
             ug = ug.to(_F32)
-        y = restore(_quant_groups(xg, family, bits, rounding, ug))
+        y = restore(_quant_groups(xg, family, bits, rounding, ug, DTYPE_MAX[dtype]))
     if m2 is not None:
         y = torch.where(m2, y, torch.zeros((), dtype=_F32))
     return y.to(dtype).reshape(shape)
@@ -262,4 +267,4 @@ def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool = False) -> t
 
 
 __all__ = ["fake_quant", "round_float", "nm_mask", "magnitude_mask", "rand24", "float_params", "parse_name",
-           "FLOAT_FORMATS", "FLT_MAX"]
+           "FLOAT_FORMATS", "FLT_MAX", "DTYPE_MAX"]

@@ -6,14 +6,17 @@
  *
  * Conventions, for every entry point:
  *   - Tensors are row-major 2-D views: `rows` x `cols` elements, the last dimension contiguous, consecutive rows
- *     `*_stride` elements apart (stride >= cols). Sizes and strides are int64_t. Groups and blocks run along a row.
+ *     `*_stride` elements apart (cols <= stride), sizes and strides int64_t, the view's extent
+ *     (rows-1)*stride + cols at most INT64_MAX/4 elements. Groups and blocks run along a row.
  *   - The return value is a qs_status: 0 (QS_OK) on success; qs_status_string() gives the message. No entry point
  *     exits, aborts, prints or keeps global mutable state; a failed call writes nothing to its outputs.
- *   - Arguments are validated in a fixed order: parameter structs, sizes, strides, enums, then pointers. Pointers may
- *     be NULL only when the tensor they describe is empty (rows == 0 or cols == 0).
+ *   - Arguments are validated in a fixed order: parameter structs, sizes, strides, enums, then pointers (details in
+ *     csrc/qs_validate.h). Pointers may be NULL only when the tensor they describe is empty (rows == 0 or
+ *     cols == 0); a pointer (and stride) the call does not use, such as the mask with QS_MASK_NONE, is not read.
  *   - Results do not depend on the thread count (CPU) or the launch configuration (CUDA), and the CPU and CUDA
  *     libraries give bit-identical results: both use the scalar format math of csrc/qs_scalar.h.
- *   - `num_threads` <= 0 means the OpenMP default; CUDA entry points take the caller's device index and stream
+ *   - `num_threads` <= 0 means the OpenMP default; more than 4096 is QS_ERR_INVALID_ARGUMENT; the kernels never
+ *     start more threads than there are processors. CUDA entry points take the caller's device index and stream
  *     (a cudaStream_t passed as void*) and return once the work is enqueued.
  */
 #ifndef QSPARSE_H
@@ -37,8 +40,9 @@ extern "C" {
 typedef enum qs_status {
     QS_OK = 0,
     QS_ERR_NULL_POINTER = 1,     /* a required pointer is NULL */
-    QS_ERR_INVALID_SIZE = 2,     /* rows or cols negative, or rows * stride overflows int64 */
-    QS_ERR_INVALID_STRIDE = 3,   /* a row stride smaller than cols */
+    QS_ERR_INVALID_SIZE = 2,     /* rows or cols negative, rows * cols overflows int64, or the view's extent
+                                    (rows-1)*stride + cols exceeds INT64_MAX/4 */
+    QS_ERR_INVALID_STRIDE = 3,   /* a row stride smaller than cols or larger than INT64_MAX/4 */
     QS_ERR_INVALID_FORMAT = 4,   /* unknown format id */
     QS_ERR_INVALID_GROUP = 5,    /* group/block size not allowed for the format, or an N:M group out of range */
     QS_ERR_INVALID_ROUNDING = 6, /* unknown rounding mode */
@@ -61,7 +65,7 @@ typedef enum qs_dtype {
 /* Rounding of a scaled value onto the integer grid of a format (FORMATS.md, conventions). */
 typedef enum qs_rounding {
     QS_ROUND_RNE = 0,        /* round half to even */
-    QS_ROUND_STOCHASTIC = 1, /* floor(v) + (u < frac(v)), u = k * 2^-24 from qs_scalar.h's counter-based hash of
+    QS_ROUND_STOCHASTIC = 1, /* floor(v + u) (exactly), u = k * 2^-24 from qs_scalar.h's counter-based hash of
                                 (seed, row * cols + col): the same on any thread count and on CPU and GPU */
     QS_ROUNDING_COUNT_ = 2
 } qs_rounding;

@@ -1,0 +1,120 @@
+/*
+ * qs_group.h -- the per-group math of fake quantization, shared by csrc/qs_quant.c and cuda/qs_quant.cu
+ * (host+device): group statistics as integer reductions, a group's constants from its statistics, and the output of
+ * one element. The two kernels differ only in how they split the work; every value they compute comes from here and
+ * from qs_scalar.h, which is why their results are bit-identical.
+ *
+ * `fam` arguments are qs_family values; callers pass literals (C) or template constants (CUDA), so that each
+ * instantiation folds to the code of one family.
+ */
+#ifndef QS_GROUP_H
+#define QS_GROUP_H
+
+#include <stdint.h>
+
+#include "include/qsparse.h"
+#include "qs_format_table.h"
+#include "qs_scalar.h"
+
+/* Group statistics as integer reductions, which compilers vectorize (float min/max reductions they may not,
+   because of NaN and signed-zero rules), and which give the same result in any order:
+   - symmetric INT and BFP need only max |x|: the largest magnitude bit pattern (|x| bits order like |x|), and a
+     NaN or Inf shows as a pattern >= 0x7f800000;
+   - asymmetric INT needs min and max: order-preserving int32 keys of the bit patterns (qs_order_key); +Inf and
+     +NaN sort above every finite key, -Inf and -NaN below, so the extremes also reveal a non-finite value.
+   QS_MASK_BEFORE reads masked positions as +0.0 (bit pattern 0). */
+typedef struct qs_range {
+    int32_t kmin, kmax; /* asym: order keys of min and max */
+    uint32_t amax_bits; /* sym, bfp: max over |x| bit patterns */
+} qs_range;
+
+/* The integer order of the keys is the numeric order of the values (-0.0 just below +0.0); the map is an
+   involution, so qs_key_value(qs_order_key(b)) == b. */
+QS_HD int32_t qs_order_key(uint32_t b) { return (int32_t)(b ^ ((uint32_t)((int32_t)b >> 31) >> 1)); }
+QS_HD float qs_key_value(int32_t k) { return qs_u2f((uint32_t)qs_order_key((uint32_t)k)); }
+#define QS_KEY_POS_INF 0x7f800000            /* qs_order_key(+Inf) */
+#define QS_KEY_NEG_INF ((int32_t)0x807fffff) /* qs_order_key(-Inf) */
+
+/* The empty range: the identity of qs_range_merge. */
+QS_HD qs_range qs_range_empty(void) {
+    qs_range r;
+    r.kmin = INT32_MAX;
+    r.kmax = INT32_MIN;
+    r.amax_bits = 0u;
+    return r;
+}
+
+QS_HD void qs_range_merge(qs_range *into, qs_range r) {
+    into->kmin = r.kmin < into->kmin ? r.kmin : into->kmin;
+    into->kmax = r.kmax > into->kmax ? r.kmax : into->kmax;
+    into->amax_bits = r.amax_bits > into->amax_bits ? r.amax_bits : into->amax_bits;
+}
+
+enum { QS_GP_QUANT = 0, QS_GP_ZERO = 1, QS_GP_NAN = 2 };
+
+/* A group's constants. */
+typedef struct qs_gparams {
+    int32_t mode; /* QS_GP_QUANT; QS_GP_ZERO: the scale is 0, outputs are signed zeros; QS_GP_NAN: outputs NaN */
+    float s;      /* INT: scale; BFP: interval */
+    float z;      /* INT_ASYM: zero point; BFP: the clamp bound maxv */
+} qs_gparams;
+
+/* The group's constants from its range (FORMATS.md sections 1-2), in the sources' binary32 operation order. */
+QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
+    qs_gparams g;
+    const float amax = qs_u2f(r.amax_bits);
+    g.mode = QS_GP_QUANT;
+    g.s = 0.0f;
+    g.z = 0.0f;
+    if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
+                                  : r.amax_bits >= QS_F32_INF_BITS) {
+        g.mode = QS_GP_NAN; /* a NaN or Inf in the group: no finite scale */
+        return g;
+    }
+    if (fam == QS_FAMILY_INT_SYM || fam == QS_FAMILY_INT_FULL) { /* divisor qmax, or qmax + 0.5 */
+        g.s = amax / kt->divisor;
+        if (g.s == 0.0f) g.mode = QS_GP_ZERO;
+    } else if (fam == QS_FAMILY_INT_ASYM) {
+        /* GPTQ Quantizer(sym=False).find_params */
+        const float vmin = qs_key_value(r.kmin), vmax = qs_key_value(r.kmax);
+        float xmin = vmin < 0.0f ? vmin : 0.0f;
+        float xmax = vmax > 0.0f ? vmax : 0.0f;
+        if (xmin == 0.0f && xmax == 0.0f) {
+            xmin = -1.0f;
+            xmax = 1.0f;
+        }
+        g.s = (xmax - xmin) / kt->divisor;
+        if (!qs_isfinite(g.s)) g.mode = QS_GP_NAN; /* the range overflows binary32 */
+        else if (g.s == 0.0f) g.mode = QS_GP_ZERO;
+        else g.z = qs_rint(-xmin / g.s);
+    } else if (fam == QS_FAMILY_BFP) {
+        const int32_t e = qs_bfp_exponent(amax);
+        g.s = qs_exp2i(e - kt->mbits);
+        g.z = kt->qmax * g.s; /* = 2^e - interval, exact, and finite even for e = 128 */
+    }
+    return g;
+}
+
+/* Largest finite value of a storage dtype: integer grids clamp to it, so that the final rounding to float16 or
+   bfloat16 cannot make an Inf (a product q * s may exceed the group's max, e.g. int4_full's -8 * amax / 7.5). */
+QS_HD float qs_dtype_max(const int32_t dtype) {
+    return dtype == 1 /* QS_DTYPE_F16 */ ? 65504.0f
+           : dtype == 2 /* QS_DTYPE_BF16 */ ? qs_u2f(0x7f7f0000u) : qs_u2f(QS_F32_MAX_BITS);
+}
+
+/* The quantized value of one element v of a QS_GP_QUANT group (masking is the caller's). */
+QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_kernel_traits *kt, const int32_t fam,
+                          const int32_t rounding, const float ymax) {
+    if (fam == QS_FAMILY_INT_SYM) return qs_quant_int_sym(v, g->s, kt->qmax, kt->qmax, rounding, u24, ymax);
+    if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
+    if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
+    if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->z, rounding, u24);
+    return qs_round_float(v, &kt->ft, rounding, u24);
+}
+
+/* The output of a group that is not quantized (QS_GP_ZERO or QS_GP_NAN), before masking. */
+QS_HD float qs_special_elem(float v, const qs_gparams *g) {
+    return g->mode == QS_GP_NAN ? qs_qnan() : qs_copysign(0.0f, v);
+}
+
+#endif /* QS_GROUP_H */
