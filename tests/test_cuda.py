@@ -1,0 +1,409 @@
+"""CUDA kernels against the CPU kernels, bit for bit (RELIABILITY.md items 3, 9, 14, 17, 18; the CPU library is the
+reference, and it is itself tested against qsparse.reference elsewhere).
+
+Everything goes through the public API (qsparse.fake_quant / nm_mask / magnitude_mask) on CUDA tensors, compared
+with the same call on a CPU copy. Bit comparison: identical integer views (so +0.0 != -0.0), NaN at the same
+positions (payloads not compared). The tests need a CUDA GPU and the CUDA library; they skip, saying which is
+missing, otherwise. The argument checks of the C entry points need only the library (no GPU is touched).
+"""
+import ctypes
+import os
+
+import pytest
+import torch
+
+import qsparse
+from qsparse import _lib, formats
+
+# ---- availability -------------------------------------------------------------------------------------------------
+
+
+def _library_missing():
+    try:
+        _lib.cuda()
+    except qsparse.QsparseError as e:
+        return f"the qsparse CUDA library is not available: {e}"
+    return None
+
+
+def _cuda_missing():
+    if not torch.cuda.is_available():
+        return "no CUDA GPU (torch.cuda.is_available() is False)"
+    return _library_missing()
+
+
+_CUDA_MISSING = _cuda_missing()
+needs_cuda = pytest.mark.skipif(_CUDA_MISSING is not None, reason=_CUDA_MISSING or "")
+needs_library = pytest.mark.skipif(_library_missing() is not None, reason=_library_missing() or "")
+pytestmark = pytest.mark.cuda
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+FORMATS = formats.names()
+ODD_COLS = (1, 3, 17, 129, 4097)
+
+# ---- helpers -------------------------------------------------------------------------------------------------------
+
+_INT_VIEW = {torch.float32: torch.int32, torch.float16: torch.int16, torch.bfloat16: torch.int16}
+
+
+def assert_bits_equal(actual: torch.Tensor, expected: torch.Tensor, what: str):
+    """Same shape and dtype; NaN at the same positions; identical bit patterns elsewhere. Compared on the CPU."""
+    actual, expected = actual.cpu(), expected.cpu()
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    assert actual.dtype == expected.dtype, f"{what}: dtype {actual.dtype} != {expected.dtype}"
+    if actual.dtype == torch.bool:
+        bad = actual != expected
+    else:
+        na, ne = torch.isnan(actual), torch.isnan(expected)
+        ia = actual.contiguous().view(_INT_VIEW[actual.dtype])
+        ie = expected.contiguous().view(_INT_VIEW[expected.dtype])
+        bad = (na != ne) | (~na & ~ne & (ia != ie))
+    if bool(bad.any()):
+        where = [tuple(i) for i in bad.nonzero()[:5].tolist()]
+        detail = "\n".join(f"  at {w}: cuda {actual[w].item()!r}, cpu {expected[w].item()!r}" for w in where)
+        raise AssertionError(f"{what}: {int(bad.sum())} of {bad.numel()} elements differ\n{detail}")
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _inputs(rows, cols, dtype, seed, special=False):
+    """randn with a per-row scale spread over many binades; `special` adds NaN/Inf, zero and -0 rows, denormals,
+    values near FLT_MAX, so that the NaN-group, zero-group and overflow paths all run."""
+    g = _gen(seed)
+    x = torch.randn(rows, cols, generator=g) * torch.exp2(torch.randint(-20, 21, (rows, 1), generator=g).float())
+    if special:
+        flat = x.view(-1)
+        values = (float("nan"), float("inf"), -float("inf"), 0.0, -0.0, 1e-40, -1e-45, 3.3e38, -3.4e38, 6e-8)
+        idx = torch.randint(0, flat.numel(), (len(values) * max(1, flat.numel() // 300),), generator=g)
+        for k, i in enumerate(idx.tolist()):
+            flat[i] = values[k % len(values)]
+        if rows > 2:
+            x[1] = 0.0
+            x[2] = -0.0
+            x[2, ::2] = 1e-40
+    return x.to(dtype)
+
+
+def _mask(shape, seed, density=0.6):
+    return torch.rand(shape, generator=_gen(seed)) < density
+
+
+def _group_sizes(name):
+    return (None,) if formats.get(name).elementwise else (None, 7, 32, "row", "tensor")
+
+
+def _fq_both(x, name, mask=None, **kw):
+    """(cuda result, cpu result) of the same call."""
+    y_gpu = qsparse.fake_quant(x.cuda(), name, mask=None if mask is None else mask.cuda(), **kw)
+    y_cpu = qsparse.fake_quant(x, name, mask=mask, **kw)
+    return y_gpu, y_cpu
+
+
+# ---- fake quantization ---------------------------------------------------------------------------------------------
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("name", FORMATS)
+def test_fake_quant_matches_cpu(name, dtype):
+    """Every format x group size x rounding x mask mode on odd row lengths, bit for bit."""
+    for cols in ODD_COLS:
+        rows = 3 if cols > 1000 else 6
+        for special in (False, True):
+            x = _inputs(rows, cols, dtype, seed=cols + 7 * special, special=special)
+            m = _mask(x.shape, seed=cols)
+            for group in _group_sizes(name):
+                for rounding, seed in (("rne", None), ("stochastic", 1234567)):
+                    for mask, first in ((None, True), (m, True), (m, False)):
+                        y_gpu, y_cpu = _fq_both(x, name, mask=mask, group_size=group, rounding=rounding, seed=seed,
+                                                sparsify_first=first)
+                        what = (f"{name} {dtype} {rows}x{cols} group={group} {rounding} special={special} "
+                                f"mask={'none' if mask is None else ('before' if first else 'after')}")
+                        assert_bits_equal(y_gpu, y_cpu, what)
+
+
+@needs_cuda
+@pytest.mark.parametrize("group", [1, 2, 31, 33, 64, 100, 128, 1000, 1024, 1025, 4096, 5000, "row", "tensor"])
+@pytest.mark.parametrize("name", ["int4", "int8_full", "int3_asym", "bfp8", "bfp4"])
+def test_fake_quant_group_size_sweep(name, group):
+    """Every kernel shape of the CUDA library: segments of 1..32 lanes, 1..32 registers a lane, a block per group,
+    and groups spread over the GPU (few long rows)."""
+    for rows, cols in ((9, 1000), (5, 4097), (2, 70000), (300, 1100)):
+        x = _inputs(rows, cols, torch.float32, seed=rows * cols)
+        m = _mask(x.shape, seed=3)
+        for rounding, seed in (("rne", None), ("stochastic", 99)):
+            for mask in (None, m):
+                y_gpu, y_cpu = _fq_both(x, name, mask=mask, group_size=group, rounding=rounding, seed=seed)
+                what = f"{name} {rows}x{cols} group={group} {rounding} mask={mask is not None}"
+                assert_bits_equal(y_gpu, y_cpu, what)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", FORMATS)
+def test_fake_quant_all_16bit_patterns(name, dtype):
+    """All 65,536 bit patterns (RELIABILITY.md item 3), element-wise and in groups (NaN/Inf groups included)."""
+    x = torch.arange(65536, dtype=torch.int32).to(torch.int16).view(dtype).reshape(256, 256)
+    for group in _group_sizes(name)[:3]:
+        for rounding, seed in (("rne", None), ("stochastic", 5)):
+            y_gpu, y_cpu = _fq_both(x, name, group_size=group, rounding=rounding, seed=seed)
+            assert_bits_equal(y_gpu, y_cpu, f"{name} {dtype} all patterns group={group} {rounding}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["int4", "int4_asym", "bfp8", "fp8_e4m3", "fp16"])
+def test_fake_quant_views(name):
+    """Transposed, sliced, offset and 3-D inputs (RELIABILITY.md item 10), and saturate overrides."""
+    base = _inputs(64, 96, torch.float32, seed=11, special=True)
+    views = {
+        "transposed": lambda t: t.t(),
+        "sliced": lambda t: t[:, 5:70],
+        "strided rows": lambda t: t[::3],
+        "offset": lambda t: t[1:, 1:],
+        "3-d": lambda t: t.reshape(4, 16, 96),
+        "column": lambda t: t[:, 7:8],
+    }
+    for label, view in views.items():
+        for saturate in (None, False, True) if formats.get(name).elementwise else (None,):
+            x_cpu = view(base)
+            x_gpu = view(base.cuda())
+            y_gpu = qsparse.fake_quant(x_gpu, name, saturate=saturate)
+            y_cpu = qsparse.fake_quant(x_cpu, name, saturate=saturate)
+            assert_bits_equal(y_gpu, y_cpu, f"{name} {label} saturate={saturate}")
+
+
+@needs_cuda
+def test_fake_quant_on_a_side_stream():
+    """The kernels run on the caller's current stream (RELIABILITY.md item 17): work queued on a non-default
+    stream, including the producer of the input, gives the CPU's bits."""
+    x = _inputs(257, 1031, torch.bfloat16, seed=21, special=True)
+    m = _mask(x.shape, seed=22)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        x_gpu = x.cuda(non_blocking=False) * 1.0  # produced on the side stream
+        m_gpu = m.cuda()
+        results = {}
+        for name, group, rounding in (("int4", 32, "rne"), ("int5_asym", "row", "stochastic"),
+                                      ("bfp6", None, "stochastic"), ("int8_full", "tensor", "rne"),
+                                      ("fp8_e5m2", None, "stochastic")):
+            results[(name, group, rounding)] = qsparse.fake_quant(x_gpu, name, group_size=group, rounding=rounding,
+                                                                  seed=42, mask=m_gpu)
+        nm = qsparse.nm_mask(x_gpu.float().abs(), 2, 4)
+        mag = qsparse.magnitude_mask(x_gpu, 0.5)
+    side.synchronize()
+    for (name, group, rounding), y in results.items():
+        y_cpu = qsparse.fake_quant(x, name, group_size=group, rounding=rounding, seed=42, mask=m)
+        assert_bits_equal(y, y_cpu, f"side stream {name} group={group} {rounding}")
+    assert_bits_equal(nm, qsparse.nm_mask(x.float().abs(), 2, 4), "side stream nm_mask")
+    assert_bits_equal(mag, qsparse.magnitude_mask(x, 0.5), "side stream magnitude_mask")
+
+
+@needs_cuda
+def test_fake_quant_empty_and_0d():
+    for shape in ((0,), (0, 5), (5, 0), (2, 0, 3)):
+        x = torch.empty(shape, device="cuda")
+        assert qsparse.fake_quant(x, "int4").shape == x.shape
+    x = torch.randn((), device="cuda")
+    assert_bits_equal(qsparse.fake_quant(x, "bfp8"), qsparse.fake_quant(x.cpu(), "bfp8"), "0-d")
+
+
+@needs_cuda
+def test_stochastic_rounding_depends_on_seed_and_is_reproducible():
+    x = _inputs(32, 256, torch.float32, seed=5)
+    a = qsparse.fake_quant(x.cuda(), "int4", group_size=32, rounding="stochastic", seed=1)
+    b = qsparse.fake_quant(x.cuda(), "int4", group_size=32, rounding="stochastic", seed=1)
+    c = qsparse.fake_quant(x.cuda(), "int4", group_size=32, rounding="stochastic", seed=2)
+    assert_bits_equal(a, b, "same seed")
+    assert not torch.equal(a, c)
+    # a seed above 2^63 reaches the kernel as the same 64 bits on both devices
+    y_gpu, y_cpu = _fq_both(x, "bfp8", rounding="stochastic", seed=(1 << 64) - 3)
+    assert_bits_equal(y_gpu, y_cpu, "seed 2^64 - 3")
+
+
+# ---- N:M masks -----------------------------------------------------------------------------------------------------
+
+
+def _scores(rows, cols, dtype, seed, kind):
+    g = _gen(seed)
+    if kind == "ties":
+        s = torch.randint(-2, 3, (rows, cols), generator=g).float()
+    else:
+        s = torch.randn(rows, cols, generator=g)
+        if kind == "special":
+            flat = s.view(-1)
+            values = (float("nan"), -float("nan"), float("inf"), -float("inf"), 0.0, -0.0)
+            idx = torch.randint(0, flat.numel(), (len(values) * max(1, flat.numel() // 12),), generator=g)
+            for k, i in enumerate(idx.tolist()):
+                flat[i] = values[k % len(values)]
+    return s.to(dtype)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("keep,group", [(2, 4), (1, 4), (3, 4), (2, 8), (4, 8), (0, 4), (4, 4), (1, 1), (5, 7),
+                                        (16, 33), (100, 256), (1, 256)])
+def test_nm_mask_matches_cpu(keep, group, dtype):
+    for cols in ODD_COLS:
+        for kind in ("random", "ties", "special"):
+            s = _scores(5, cols, dtype, seed=cols + group, kind=kind)
+            m_gpu = qsparse.nm_mask(s.cuda(), keep, group)
+            m_cpu = qsparse.nm_mask(s, keep, group)
+            assert_bits_equal(m_gpu, m_cpu, f"nm {keep}:{group} {dtype} cols={cols} {kind}")
+            if cols % group == 0:
+                kept = m_gpu.reshape(5, cols // group, group).sum(-1)
+                assert bool((kept == keep).all()), f"nm {keep}:{group}: not exactly {keep} kept per group"
+    # a strided view of the scores
+    s = _scores(40, 64, dtype, seed=3, kind="ties")
+    assert_bits_equal(qsparse.nm_mask(s.cuda().t(), keep, group), qsparse.nm_mask(s.t(), keep, group),
+                      f"nm {keep}:{group} transposed")
+
+
+@needs_cuda
+def test_nm_mask_ties_and_nan_by_hand():
+    s = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, -0.0, 0.0, -0.0], [float("nan"), 5.0, float("inf"), 5.0]])
+    expect = {
+        (2, 4): [[1, 1, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0]],
+        (1, 4): [[1, 0, 0, 0], [1, 0, 0, 0], [1, 0, 0, 0]],
+        (3, 4): [[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0]],
+    }
+    for (keep, group), rows in expect.items():
+        got = qsparse.nm_mask(s.cuda(), keep, group).cpu()
+        assert got.tolist() == [[bool(v) for v in r] for r in rows], f"{keep}:{group}"
+
+
+# ---- magnitude masks -----------------------------------------------------------------------------------------------
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("per_row", [False, True])
+def test_magnitude_mask_matches_cpu(per_row, dtype):
+    shapes = [(1, 1), (3, 1), (4, 3), (5, 17), (3, 129), (2, 4097), (1, 5000), (300, 1000)]
+    for rows, cols in shapes:
+        for kind in ("random", "ties", "special"):
+            w = _scores(rows, cols, dtype, seed=rows * cols, kind=kind)
+            for sparsity in (0.0, 0.1, 0.5, 0.75, 0.999, 1.0):
+                m_gpu = qsparse.magnitude_mask(w.cuda(), sparsity, per_row=per_row)
+                m_cpu = qsparse.magnitude_mask(w, sparsity, per_row=per_row)
+                what = f"magnitude {dtype} {rows}x{cols} {kind} s={sparsity} per_row={per_row}"
+                assert_bits_equal(m_gpu, m_cpu, what)
+    w = _scores(64, 80, dtype, seed=9, kind="ties")
+    assert_bits_equal(qsparse.magnitude_mask(w.cuda()[:, 3:70], 0.4, per_row=per_row),
+                      qsparse.magnitude_mask(w[:, 3:70], 0.4, per_row=per_row), "magnitude sliced")
+
+
+@needs_cuda
+def test_magnitude_mask_ties_keep_the_lowest_index():
+    w = torch.ones(3, 8, device="cuda")
+    m = qsparse.magnitude_mask(w, 0.5)  # prune 12 of 24 equal magnitudes: the last 12 in row-major order go
+    assert m.view(-1).tolist() == [True] * 12 + [False] * 12
+    m = qsparse.magnitude_mask(w, 0.25, per_row=True)
+    assert m.tolist() == [[True] * 6 + [False] * 2] * 3
+
+
+@needs_cuda
+def test_magnitude_mask_large_tensor_with_many_ties():
+    """Several million entries with heavy ties: the per-tensor tie ranking runs over many chunks and blocks."""
+    g = _gen(17)
+    w = torch.randint(-50, 51, (2048, 3000), generator=g).to(torch.bfloat16)
+    for sparsity in (0.3, 0.5, 0.9):
+        assert_bits_equal(qsparse.magnitude_mask(w.cuda(), sparsity), qsparse.magnitude_mask(w, sparsity),
+                          f"magnitude ties s={sparsity}")
+
+
+# ---- the C entry points (library only) ------------------------------------------------------------------------------
+
+
+@needs_library
+def test_c_entry_points_validate_like_the_cpu_library():
+    """Bad calls return the CPU library's status, before any CUDA call: so this runs without a GPU too."""
+    gpu, cpu = _lib.cuda().dll, _lib.cpu().dll
+    assert gpu.qs_capabilities() & 2 and gpu.qs_abi_version() == cpu.qs_abi_version()
+    for s in range(13):
+        assert gpu.qs_status_string(s) == cpu.qs_status_string(s)
+    buf = ctypes.create_string_buffer(4096)
+    p = ctypes.addressof(buf)
+
+    def params(fmt=0, rounding=0, group=0, saturate=-1, reserved=0):
+        q = _lib.QuantParams()
+        q.format, q.rounding, q.group_size, q.saturate, q.reserved0 = fmt, rounding, group, saturate, reserved
+        return ctypes.byref(q)
+
+    bfp8, fp16 = formats.get("bfp8").id, formats.get("fp16").id
+    fq_cases = [
+        (None, 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(reserved=1), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(), 0, -1, 4, p, 4, p, 4, None, 0, 0),
+        (params(), 0, 2, 4, p, 3, p, 4, None, 0, 0),
+        (params(), 0, 2, 4, p, 4, p, 4, p, 2, 1),
+        (params(), 3, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=999), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(rounding=2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(saturate=2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=bfp8, group=-2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=fp16, group=32), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(), 0, 2, 4, p, 4, p, 4, None, 0, 3),
+        (params(), 0, 2, 4, None, 4, p, 4, None, 0, 0),
+        (params(), 0, 2, 4, p, 4, p, 4, None, 4, 1),
+        (params(), 0, 1 << 62, 1 << 3, p, 8, p, 8, None, 0, 0),
+        (params(), 0, 0, 4, None, 4, None, 4, None, 0, 0),  # empty: ok, nothing touched
+    ]
+    for args in fq_cases:
+        expected = cpu.qs_fake_quant_cpu(*args, 1)
+        assert gpu.qs_fake_quant_cuda(*args, 0, None) == expected, args
+    nm_cases = [(0, 2, 8, p, 8, p, 8, 2, 0), (0, 2, 8, p, 8, p, 8, 5, 4), (0, 2, 8, p, 8, p, 8, 2, 257),
+                (0, 2, 8, p, 7, p, 8, 2, 4), (4, 2, 8, p, 8, p, 8, 2, 4), (0, 2, 8, None, 8, p, 8, 2, 4),
+                (0, -2, 8, p, 8, p, 8, 2, 4), (0, 0, 8, None, 8, None, 8, 2, 4)]
+    for args in nm_cases:
+        assert gpu.qs_nm_mask_cuda(*args, 0, None) == cpu.qs_nm_mask_cpu(*args, 1), args
+    mag_cases = [(0, 2, 8, p, 8, p, 8, 9, 1), (0, 2, 8, p, 8, p, 8, 17, 0), (0, 2, 8, p, 8, p, 8, -1, 0),
+                 (0, 2, 8, p, 8, p, 8, 1, 2), (0, 2, 8, p, 8, p, 7, 1, 0), (7, 2, 8, p, 8, p, 8, 1, 0),
+                 (0, 2, 8, p, 8, None, 8, 1, 0), (0, 0, 0, None, 0, None, 0, 0, 0)]
+    for args in mag_cases:
+        assert gpu.qs_magnitude_mask_cuda(*args, 0, None) == cpu.qs_magnitude_mask_cpu(*args, 1), args
+
+
+# ---- 64-bit sizes ----------------------------------------------------------------------------------------------------
+
+
+@needs_cuda
+@pytest.mark.large
+@pytest.mark.skipif(os.environ.get("QSPARSE_LARGE_TESTS") != "1", reason="large test: set QSPARSE_LARGE_TESTS=1")
+def test_tensor_over_2_31_elements():
+    """A bf16 tensor of 2^31 + 1024 elements (4 GiB; about 20 GiB of GPU memory in all): its first and last
+    groups equal the same groups quantized alone (RELIABILITY.md item 14)."""
+    rows, cols = (1 << 21) + 1, 1024
+    assert rows * cols > 1 << 31
+    x = torch.randn(rows, cols, device="cuda", generator=torch.Generator("cuda").manual_seed(0)).to(torch.bfloat16)
+    # the tensor's extremes in its first and last rows, so that per-tensor statistics equal those of the two rows
+    x[0, 0] = -1000.0
+    x[-1, -1] = 2000.0
+    ends = torch.cat([x[:1], x[-1:]])
+    for name, group in (("int4", 128), ("bfp8", None), ("int8_asym", "row"), ("fp8_e4m3", None), ("int6", "tensor")):
+        y = qsparse.fake_quant(x, name, group_size=group)
+        alone = qsparse.fake_quant(ends, name, group_size=group)
+        assert_bits_equal(y[:1], alone[:1], f"{name} group={group} first row")
+        assert_bits_equal(y[-1:], alone[1:], f"{name} group={group} last row")
+        del y
+    # stochastic rounding draws by the 64-bit element index: the first and last rows against the CPU's whole run
+    x_cpu = x.cpu()
+    y = qsparse.fake_quant(x, "int4_asym", group_size=64, rounding="stochastic", seed=3)
+    y_cpu = qsparse.fake_quant(x_cpu, "int4_asym", group_size=64, rounding="stochastic", seed=3)
+    assert_bits_equal(y[:1], y_cpu[:1], "stochastic first row")
+    assert_bits_equal(y[-1:], y_cpu[-1:], "stochastic last row")
+    del y, y_cpu
+    m = qsparse.nm_mask(x, 2, 4)
+    m_alone = qsparse.nm_mask(ends, 2, 4)
+    assert_bits_equal(m[:1], m_alone[:1], "nm first row")
+    assert_bits_equal(m[-1:], m_alone[1:], "nm last row")
+    del m
+    m = qsparse.magnitude_mask(x, 0.5, per_row=True)
+    m_alone = qsparse.magnitude_mask(ends, 0.5, per_row=True)
+    assert_bits_equal(m[:1], m_alone[:1], "magnitude per row, first row")
+    assert_bits_equal(m[-1:], m_alone[1:], "magnitude per row, last row")
+    del m
+    m_gpu = qsparse.magnitude_mask(x, 0.5)
+    m_cpu = qsparse.magnitude_mask(x_cpu, 0.5)
+    assert torch.equal(m_gpu.cpu(), m_cpu), "magnitude per tensor over 2^31 elements"
