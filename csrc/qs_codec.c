@@ -32,7 +32,7 @@ static uint8_t encode_one(const qs_format_info *f, const qs_ftraits *ft, float x
     if (a < ft->min_normal_bits) {
         e_field = 0u;
         /* an exact integer: r lies on the subnormal grid (spacing sub_quantum_x64 * 2^-64) */
-        m = (uint32_t)((qs_u2f(a) * 18446744073709551616.0f) / ft->sub_quantum_x64);
+        m = (uint32_t)((qs_u2f(a) * 18446744073709551616.0f) * ft->sub_inv_x64);
     } else {
         e_field = (uint32_t)((int32_t)(a >> 23) - 127 + f->bias);
         m = (a >> ft->shift) & ((1u << f->mbits) - 1u);

@@ -16,10 +16,11 @@
 #define QS_HAVE_MXCSR 1
 #endif
 
-/* Hot loops are compiled twice on x86-64 Linux with GCC, for AVX2 and for the baseline, and the loader picks one
-   (ifunc). Both clones compute the same IEEE operations, so results do not depend on the clone. */
+/* Hot loops are compiled three times on x86-64 Linux with GCC, for AVX-512 (x86-64-v4), AVX2 and the baseline,
+   and the loader picks one (ifunc). The clones compute the same IEEE operations (no contraction, no fast-math), so
+   results do not depend on the clone. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(QS_NO_CLONES)
-#define QS_CLONES __attribute__((target_clones("avx2", "default")))
+#define QS_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define QS_CLONES
 #endif

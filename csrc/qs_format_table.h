@@ -159,6 +159,7 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
         kt->ft.drop_unit = qs_exp2i(info.mbits - 23);
         kt->ft.min_normal_bits = qs_f2u(qs_exp2i(info.emin));
         kt->ft.sub_quantum_x64 = qs_exp2i(info.emin - info.mbits + 64);
+        kt->ft.sub_inv_x64 = qs_exp2i(info.mbits - info.emin - 64);
         kt->ft.max_normal = (float)info.max_normal;
         {
             int32_t saturate = p->saturate < 0 ? (info.flags & QS_FMT_SATURATES) != 0u : p->saturate;

@@ -57,6 +57,7 @@ typedef struct qs_gparams {
     int32_t mode; /* QS_GP_QUANT; QS_GP_ZERO: the scale is 0, outputs are signed zeros; QS_GP_NAN: outputs NaN */
     float s;      /* INT: scale; BFP: interval */
     float z;      /* INT_ASYM: zero point; BFP: the clamp bound maxv */
+    float r;      /* BFP: 1 / s, exact (s is a power of two) */
 } qs_gparams;
 
 /* The group's constants from its range (FORMATS.md sections 1-2), in the sources' binary32 operation order. */
@@ -66,6 +67,7 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
     g.mode = QS_GP_QUANT;
     g.s = 0.0f;
     g.z = 0.0f;
+    g.r = 0.0f;
     if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
                                   : r.amax_bits >= QS_F32_INF_BITS) {
         g.mode = QS_GP_NAN; /* a NaN or Inf in the group: no finite scale */
@@ -90,6 +92,7 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
     } else if (fam == QS_FAMILY_BFP) {
         const int32_t e = qs_bfp_exponent(amax);
         g.s = qs_exp2i(e - kt->mbits);
+        g.r = qs_exp2i(kt->mbits - e); /* e - mbits >= -26 - 15, so 2^(mbits - e) <= 2^41 */
         g.z = kt->qmax * g.s; /* = 2^e - interval, exact, and finite even for e = 128 */
     }
     return g;
@@ -108,7 +111,7 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_SYM) return qs_quant_int_sym(v, g->s, kt->qmax, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
-    if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->z, rounding, u24);
+    if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
     return qs_round_float(v, &kt->ft, rounding, u24);
 }
 

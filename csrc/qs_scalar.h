@@ -89,6 +89,16 @@ QS_HD float qs_exp2i(int32_t k) {
     return qs_u2f(1u << (uint32_t)(k + 149));
 }
 
+/* The same for bit patterns. */
+QS_HD uint32_t qs_selectu(int cond, uint32_t a, uint32_t b) {
+#if defined(__CUDA_ARCH__)
+    return cond ? a : b;
+#else
+    const uint32_t m = 0u - (uint32_t)(cond != 0);
+    return (a & m) | (b & ~m);
+#endif
+}
+
 /* ---- rounding to integers ------------------------------------------------------------------------------------- */
 
 /* Round half to even. For |v| < 2^23 adding and subtracting 2^23 rounds at the units place (binary32 has a unit
@@ -132,10 +142,14 @@ QS_HD qs_rng qs_rng_make(uint64_t seed) {
     return r;
 }
 
-/* 24 random bits for element `index` (row * cols + col of the logical tensor): u = qs_rand24() * 2^-24 in [0,1). */
+/* 24 random bits for element `index` (row * cols + col of the logical tensor): u = qs_rand24() * 2^-24 in [0,1).
+   Split in two so that loops can hoist the high half's key (it changes once every 2^32 elements). */
+QS_HD uint32_t qs_rand_key_hi(qs_rng r, uint32_t index_hi) { return qs_mix32(index_hi ^ r.k1); }
+QS_HD uint32_t qs_rand24_lo(qs_rng r, uint32_t key_hi, uint32_t index_lo) {
+    return qs_mix32(qs_mix32(index_lo ^ key_hi) ^ r.k0) >> 8;
+}
 QS_HD uint32_t qs_rand24(qs_rng r, uint64_t index) {
-    uint32_t khi = qs_mix32((uint32_t)(index >> 32) ^ r.k1);
-    return qs_mix32(qs_mix32((uint32_t)index ^ khi) ^ r.k0) >> 8;
+    return qs_rand24_lo(r, qs_rand_key_hi(r, (uint32_t)(index >> 32)), (uint32_t)index);
 }
 
 QS_HD float qs_u24_to_unit(uint32_t u24) { return (float)u24 * 5.9604644775390625e-08f; /* 2^-24 */ }
@@ -150,7 +164,8 @@ QS_HD float qs_round_stochastic(float v, uint32_t u24) {
     const float f = qs_floor(v);
     const float frac = v - f;
     const float gap = (f + 1.0f) - v;
-    const int up = (v != f) & (v >= 0.0f ? frac >= 1.0f - u : u >= gap);
+    const int nonneg = v >= 0.0f, up_pos = frac >= 1.0f - u, up_neg = u >= gap; /* all evaluated: no branch */
+    const int up = (v != f) & ((nonneg & up_pos) | ((1 - nonneg) & up_neg));
     const float q = qs_select(up, f + 1.0f, f);
     return qs_select(q == 0.0f, qs_copysign(0.0f, v), q);
 }
@@ -177,40 +192,37 @@ QS_HD uint16_t qs_f32_to_bf16_notnan(float f) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
+/* Exact. Every case is computed and one selected with integer selects (straight-line code, vectorizable). */
 QS_HD float qs_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu;
-    uint32_t m = h & 0x3ffu;
-    if (e == 0x1fu) return qs_u2f(sign | QS_F32_INF_BITS | (m << 13)); /* Inf, NaN (payload kept) */
-    if (e == 0) {
-        /* zero or subnormal: m * 2^-24, exact in binary32 */
-        float v = (float)m * 5.9604644775390625e-08f;
-        return qs_u2f(sign | qs_f2u(v));
-    }
-    return qs_u2f(sign | ((e + 112u) << 23) | (m << 13));
+    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    const uint32_t e = (h >> 10) & 0x1fu;
+    const uint32_t m = h & 0x3ffu;
+    const uint32_t special = QS_F32_INF_BITS | (m << 13);             /* Inf, NaN (payload kept) */
+    const uint32_t sub = qs_f2u((float)(int32_t)m * 5.9604644775390625e-08f); /* zero or subnormal: m * 2^-24 */
+    const uint32_t normal = ((e + 112u) << 23) | (m << 13);
+    return qs_u2f(sign | qs_selectu(e == 0x1fu, special, qs_selectu(e == 0u, sub, normal)));
 }
 
 /* Round to nearest even with IEEE overflow to Inf; NaN stays NaN. */
+/* Every case is computed and one selected (straight-line code, vectorizable):
+   - NaN: quiet, top payload bits kept;
+   - |f| >= 2^-14, the normal range of fp16: rebias the exponent (127 -> 15) and round away 13 mantissa bits; a
+     carry moves into the exponent, and an exponent that reaches 31 is Inf (so is an Inf input);
+   - below: the integer multiple of 2^-24, rounded half to even (2^24 * |f| is exact); m == 0x400 is exactly the
+     smallest normal, whose encoding this is. The scaled value is zeroed outside this range before the conversion
+     to an integer, which must not see a value out of range. */
 QS_HD uint16_t qs_f32_to_f16(float f) {
-    uint32_t u = qs_f2u(f);
-    uint32_t sign = (u >> 16) & 0x8000u;
-    uint32_t a = u & ~QS_F32_SIGN;
-    if (a > QS_F32_INF_BITS) return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-    if (a >= 0x38800000u) { /* |f| >= 2^-14: normal range of fp16 */
-        /* rebias the exponent (127 -> 15) and round away 13 mantissa bits; a carry moves into the exponent and
-           an exponent that reaches 31 is Inf. */
-        uint32_t r = a - 0x38000000u; /* (127 - 15) << 23 */
-        r += 0xfffu + ((r >> 13) & 1u);
-        r >>= 13;
-        if (r >= 0x7c00u || a >= QS_F32_INF_BITS) r = 0x7c00u;
-        return (uint16_t)(sign | r);
-    }
-    /* subnormal or zero: the integer multiple of 2^-24, rounded half to even (2^24 * |f| is exact) */
-    {
-        float v = qs_u2f(a) * 16777216.0f;
-        uint32_t m = (uint32_t)qs_rint(v);
-        return (uint16_t)(sign | m); /* m == 0x400 is exactly the smallest normal: the encoding carries over */
-    }
+    const uint32_t u = qs_f2u(f);
+    const uint32_t sign = (u >> 16) & 0x8000u;
+    const uint32_t a = u & ~QS_F32_SIGN;
+    const uint32_t nan = 0x7e00u | ((a >> 13) & 0x3ffu);
+    uint32_t r = a - 0x38000000u; /* (127 - 15) << 23; wraps below the normal range, where r is not used */
+    r += 0xfffu + ((r >> 13) & 1u);
+    r >>= 13;
+    r = qs_selectu((r >= 0x7c00u) | (a >= QS_F32_INF_BITS), 0x7c00u, r);
+    const int normal = a >= 0x38800000u;
+    const uint32_t m = (uint32_t)(int32_t)qs_rint(qs_select(normal, 0.0f, qs_u2f(a) * 16777216.0f)); /* <= 0x400 */
+    return (uint16_t)(sign | qs_selectu(a > QS_F32_INF_BITS, nan, qs_selectu(normal, r, m)));
 }
 
 QS_HD float qs_load(const void *p, int64_t i, int32_t dtype) {
@@ -239,6 +251,7 @@ typedef struct qs_ftraits {
     float drop_unit;          /* 2^-shift: the dropped bits as a fraction of one unit */
     uint32_t min_normal_bits; /* binary32 bits of 2^emin */
     float sub_quantum_x64;    /* 2^(emin - mbits + 64): the grid spacing below 2^emin, times 2^64 (see below) */
+    float sub_inv_x64;        /* 2^(mbits - emin - 64): its reciprocal, exact */
     float max_normal;         /* largest finite magnitude */
     float overflow;           /* what overflow and Inf become: max_normal (saturating), Inf, or NaN (no Inf) */
 } qs_ftraits;
@@ -246,9 +259,10 @@ typedef struct qs_ftraits {
 /* x rounded onto the format's grid. `rounding` is qs_rounding, u24 the element's random bits (stochastic only).
    Normal range: drop `shift` mantissa bits of |x| and round up by one unit when RNE (or the stochastic draw)
    says so; the carry may move into the exponent, which is exactly the next binade's grid. Below 2^emin the grid is
-   uniform with spacing q = 2^(emin - mbits), and |x| / q is exact; q itself is a binary32 subnormal for bf16, so
-   the division is done as (|x| * 2^64) / (q * 2^64) and the product back as (k * q * 2^64) * 2^-64, all exact,
-   to keep denormal operands (slow on x86) off the common path. Overflow is decided after rounding, as IEEE
+   uniform with spacing q = 2^(emin - mbits); q itself is a binary32 subnormal for bf16, so |x| / q is computed
+   as (|x| * 2^64) * (2^64 q)^-1 and the product back as (k * q * 2^64) * 2^-64, which keeps denormal operands
+   (slow on x86) off the common path. Multiplying by the exact reciprocal of a power of two is the division, bit
+   for bit (both are the correctly rounded value of the same real number), and far cheaper on both processors. Overflow is decided after rounding, as IEEE
    does: a value that rounds above max_normal saturates, or becomes Inf (NaN for formats without Inf); an Inf
    input does the same; a NaN input is returned as is. Both ranges are computed and one is selected, so that the
    function is straight-line code (vectorizable); the unused path may overflow harmlessly. */
@@ -259,7 +273,7 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     const float over = t->overflow;
     /* subnormal range of the target */
     const float two64 = 18446744073709551616.0f, two_m64 = 5.42101086242752217e-20f;
-    const float rs = (qs_round_int((qs_u2f(a) * two64) / t->sub_quantum_x64, rounding, u24) * t->sub_quantum_x64) *
+    const float rs = (qs_round_int((qs_u2f(a) * two64) * t->sub_inv_x64, rounding, u24) * t->sub_quantum_x64) *
                      two_m64;
     /* normal range: integer rounding of the bit pattern */
     const uint32_t low_mask = (1u << t->shift) - 1u;
@@ -279,7 +293,7 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
 
 /* ---- integer grids with a per-group scale --------------------------------------------------------------------- */
 
-QS_HD float qs_clampf(float v, float lo, float hi) { return v < lo ? lo : (v > hi ? hi : v); }
+QS_HD float qs_clampf(float v, float lo, float hi) { return qs_select(v < lo, lo, qs_select(v > hi, hi, v)); }
 
 /* Round half to even of 0 <= a < 2^23 (no sign handling needed: the callers clamp first). */
 QS_HD float qs_rint_nonneg(float a) {
@@ -327,13 +341,14 @@ QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rou
 }
 
 /* HBFP block: y = clamp(round(x / interval) * interval, -maxv, maxv); x / interval is exact (power of two) and at
-   most 2^mbits in magnitude. RNE on magnitudes, as above. */
-QS_HD float qs_quant_bfp(float x, float interval, float maxv, int32_t rounding, uint32_t u24) {
+   most 2^mbits in magnitude. It is computed as x * inv, inv = 1 / interval (a power of two, exact): the same bits
+   as the division. RNE on magnitudes, as above. */
+QS_HD float qs_quant_bfp(float x, float interval, float inv, float maxv, int32_t rounding, uint32_t u24) {
     if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
-        float y = qs_round_stochastic(x / interval, u24) * interval;
+        float y = qs_round_stochastic(x * inv, u24) * interval;
         return qs_clampf(y, -maxv, maxv);
     } else {
-        float y = qs_rint_nonneg(qs_abs(x) / interval) * interval;
+        float y = qs_rint_nonneg(qs_abs(x) * inv) * interval;
         return qs_copysign(y < maxv ? y : maxv, x);
     }
 }

@@ -1,0 +1,189 @@
+/*
+ * qs_quant_impl.h -- the CPU fake-quantization kernels, instantiated once per format family by
+ * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c and qs_quant_float.c; the entry
+ * point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for the conventions.
+ */
+#ifndef QS_QUANT_IMPL_H
+#define QS_QUANT_IMPL_H
+
+#include <stdlib.h>
+
+#include "include/qsparse.h"
+#include "qs_cpu.h"
+#include "qs_format_table.h"
+#include "qs_group.h"
+#include "qs_scalar.h"
+#include "qs_validate.h"
+
+#define QS_SPAN ((int64_t)1 << 16) /* elements per work chunk */
+
+typedef struct qs_job {
+    const qs_kernel_traits *kt;
+    int32_t dtype, mask_mode;
+    int64_t rows, cols, group, units_per_row;
+    const char *x;
+    char *y;
+    const uint8_t *mask;
+    int64_t x_stride, y_stride, m_stride; /* x/y in bytes, mask in elements */
+    qs_rng rng;
+} qs_job;
+
+static inline size_t qs_esize(int32_t dtype) { return dtype == QS_DTYPE_F32 ? 4u : 2u; }
+
+/* ---- statistics ------------------------------------------------------------------------------------------------- */
+
+/* `minmax`: the family needs min and max (asym), else max |x| only. */
+QS_ALWAYS_INLINE void range_scan(const void *xr, const uint8_t *mr, int64_t c0, int64_t n, qs_range *out,
+                                 const int32_t minmax, const int32_t masked, const int32_t dt) {
+    int64_t i;
+    if (minmax) {
+        int32_t kmin = out->kmin, kmax = out->kmax;
+        for (i = 0; i < n; i++) {
+            uint32_t b = qs_f2u(qs_load(xr, c0 + i, dt));
+            int32_t k;
+            if (masked) b = mr[c0 + i] ? b : 0u;
+            k = qs_order_key(b);
+            kmin = k < kmin ? k : kmin;
+            kmax = k > kmax ? k : kmax;
+        }
+        out->kmin = kmin;
+        out->kmax = kmax;
+    } else {
+        uint32_t amax = out->amax_bits;
+        for (i = 0; i < n; i++) {
+            uint32_t b = qs_f2u(qs_load(xr, c0 + i, dt)) & ~QS_F32_SIGN;
+            if (masked) b = mr[c0 + i] ? b : 0u;
+            amax = b > amax ? b : amax;
+        }
+        out->amax_bits = amax;
+    }
+}
+
+/* ---- quantization of one span of a row ------------------------------------------------------------------------ */
+
+/* y[c0 .. c0+n) of one row. mm: qs_mask_mode; every argument from `fam` on is a literal at the call site, so
+   each instantiation is one straight-line, vectorizable loop. */
+QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t row, int64_t c0, int64_t n,
+                                 const int32_t fam, const int32_t rnd, const int32_t mm, const int32_t dt) {
+    const qs_kernel_traits kt = *jb->kt;
+    const qs_gparams g = *gp;
+    const void *xr = jb->x + row * jb->x_stride;
+    void *yr = jb->y + row * jb->y_stride;
+    const uint8_t *mr = mm != QS_MASK_NONE ? jb->mask + row * jb->m_stride : NULL;
+    const uint64_t base = (uint64_t)row * (uint64_t)jb->cols + (uint64_t)c0;
+    const qs_rng rng = jb->rng;
+    int64_t i;
+
+    if (g.mode != QS_GP_QUANT) {
+        for (i = 0; i < n; i++) {
+            float v = qs_load(xr, c0 + i, dt);
+            float y = qs_special_elem(v, &g);
+            if (mm != QS_MASK_NONE) y = mr[c0 + i] ? y : 0.0f;
+            qs_store(yr, c0 + i, dt, y);
+        }
+        return;
+    }
+    for (i = 0; i < n;) {
+        /* stochastic: pieces within which the element index's high 32 bits, and so their key, are constant */
+        const uint64_t idx = base + (uint64_t)i;
+        const uint32_t key_hi = rnd ? qs_rand_key_hi(rng, (uint32_t)(idx >> 32)) : 0u;
+        const uint32_t lo = (uint32_t)idx;
+        const uint64_t room = ((uint64_t)1 << 32) - lo;
+        const int64_t i0 = i, end = !rnd || (uint64_t)(n - i) <= room ? n : i + (int64_t)room;
+        for (; i < end; i++) {
+            float v = qs_load(xr, c0 + i, dt);
+            uint32_t u24 = rnd ? qs_rand24_lo(rng, key_hi, lo + (uint32_t)(i - i0)) : 0u;
+            float y;
+            if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
+            y = qs_quant_elem(v, u24, &g, &kt, fam, rnd, qs_dtype_max(dt));
+            if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
+            if (fam == QS_FAMILY_FLOAT) qs_store(yr, c0 + i, dt, y);
+            else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
+        }
+    }
+}
+
+/* ---- workers ------------------------------------------------------------------------------------------------- */
+
+/* One group: its statistics, its constants, its outputs. n is a literal on the path of common group sizes. */
+QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, const int32_t fam,
+                                     const int32_t rnd, const int32_t mm, const int32_t dt) {
+    qs_range r = qs_range_empty();
+    qs_gparams g;
+    range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
+               fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
+    g = qs_group_params(jb->kt, r, fam);
+    apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
+}
+
+/* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
+   all use *fixed; otherwise each unit is a group with its own statistics. */
+QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
+                              const int32_t rnd, const int32_t mm, const int32_t dt, const int64_t gc) {
+    /* (row, c0) advance with u: no division per unit, which small groups would feel */
+    int64_t row = u0 / jb->units_per_row;
+    int64_t c0 = (u0 % jb->units_per_row) * jb->group;
+    int64_t u;
+    for (u = u0; u < u1; u++, c0 += jb->group) {
+        int64_t n;
+        if (c0 >= jb->cols) {
+            row++;
+            c0 = 0;
+        }
+        n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
+        if (gc && n == gc) quantize_group(jb, row, c0, gc, fam, rnd, mm, dt); /* constant trip counts */
+        else if (fixed) apply_span(jb, fixed, row, c0, n, fam, rnd, mm, dt);
+        else quantize_group(jb, row, c0, n, fam, rnd, mm, dt);
+    }
+}
+
+#define QS_DISPATCH_DT(CALL_WITH_DT)                                  \
+    switch (jb->dtype) {                                              \
+    case QS_DTYPE_F32: CALL_WITH_DT(QS_DTYPE_F32); break;              \
+    case QS_DTYPE_F16: CALL_WITH_DT(QS_DTYPE_F16); break;              \
+    default: CALL_WITH_DT(QS_DTYPE_BF16); break;                       \
+    }
+
+#define QS_UNITS(FAM, RND, MM, DT) units_t(jb, u0, u1, fixed, FAM, RND, MM, DT, 0)
+/* The common case (RNE, no mask, groups of 16..128) gets group sizes as constants. */
+#define QS_UNITS_FAST(FAM, DT)                                                                     \
+    do {                                                                                           \
+        if (fixed) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                        \
+        else if (jb->group == 16) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 16);        \
+        else if (jb->group == 32) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 32);        \
+        else if (jb->group == 64) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 64);        \
+        else if (jb->group == 128) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 128);      \
+        else units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                              \
+    } while (0)
+#define QS_UNITS_MM(FAM, RND, DT)                                      \
+    do {                                                               \
+        if (jb->mask_mode == QS_MASK_NONE && !(RND)) QS_UNITS_FAST(FAM, DT);                \
+        else if (jb->mask_mode == QS_MASK_NONE) QS_UNITS(FAM, RND, QS_MASK_NONE, DT);     \
+        else if (jb->mask_mode == QS_MASK_BEFORE) QS_UNITS(FAM, RND, QS_MASK_BEFORE, DT); \
+        else QS_UNITS(FAM, RND, QS_MASK_AFTER, DT);                    \
+    } while (0)
+#define QS_UNITS_RND(FAM, DT)                                          \
+    do {                                                               \
+        if (jb->kt->rounding) QS_UNITS_MM(FAM, 1, DT);                 \
+        else QS_UNITS_MM(FAM, 0, DT);                                  \
+    } while (0)
+
+/* One function per family, each instantiating its (rounding, mask mode, dtype) variants; each is defined in its
+   own translation unit (qs_quant_<family>.c), so that the build compiles them in parallel. */
+#define QS_DEFINE_RUN(NAME, FAM)                                                                        \
+    QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {     \
+        switch (jb->dtype) {                                                                             \
+        case QS_DTYPE_F32: QS_UNITS_RND(FAM, QS_DTYPE_F32); break;                                       \
+        case QS_DTYPE_F16: QS_UNITS_RND(FAM, QS_DTYPE_F16); break;                                       \
+        default: QS_UNITS_RND(FAM, QS_DTYPE_BF16); break;                                                \
+        }                                                                                                \
+    }
+
+/* The family kernels: units [u0, u1) of a job (qs_quant_<family>.c). */
+void qs_run_int_sym(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_int_full(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_int_asym(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_bfp(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_float(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+
+#endif /* QS_QUANT_IMPL_H */
