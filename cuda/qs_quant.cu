@@ -13,11 +13,12 @@
  * on the CPU.
  *
  * Kernels, chosen on the host by the unit size G:
- *   - qs_fq_warp_kernel (G <= 1024): a segment of S lanes of one warp per group (S = the power of two >= G for
- *     G <= 32, else 32), each lane holding K elements of the group in registers (element j of the group on lane
- *     j % S, slot j / S, so that a warp's loads are coalesced). Statistics by warp shuffles within the segment,
- *     then quantize from registers: x is read once. Small K lanes take R = 8 / K groups at a time, to keep 8 loads
- *     per lane in flight.
+ *   - qs_fq_warp_kernel (G <= 1024): a segment of S lanes of one warp per group, each lane holding K consecutive
+ *     elements of the group in registers (element j on lane j / K, slot j % K; K is at least 16 bytes of
+ *     elements, S the power of two >= G / K). Loads and stores are 16-byte vectors when the layout allows
+ *     (jb.vec_ok), so a warp moves whole cache lines. Statistics by warp shuffles within the segment, then
+ *     quantize from registers: x is read once, and each lane's share of the per-group work (span, shuffles,
+ *     group constants) is spread over K elements. Lanes with K < 8 take R = 8 / K groups at a time.
  *   - qs_fq_block_kernel (G > 1024, at least one group per SM): a block per group, the first QS_BLOCK_CACHE
  *     elements per thread kept in registers, the rest read twice.
  *   - qs_fq_tile_range_kernel + qs_fq_tile_apply_kernel (G > 1024, fewer groups than SMs): groups split into
@@ -62,6 +63,7 @@ typedef struct qs_fq_job {
     qs_divider tpu;        /* tiles per unit (tiled kernels) */
     int32_t mask_mode;     /* qs_mask_mode */
     int32_t seg_log2;      /* warp kernel: log2 of the lanes per group */
+    int32_t vec_ok;        /* warp kernel: x, y, their row strides and G * element size are multiples of 16 bytes */
     int32_t contiguous;    /* flat kernels: every row stride equals cols (or one row), so memory index == flat */
 } qs_fq_job;
 
@@ -193,11 +195,39 @@ static __device__ __forceinline__ void qs_unit_span(const qs_fq_job &jb, int64_t
     *n = jb.cols - *c0 < jb.group ? jb.cols - *c0 : jb.group;
 }
 
+/* Element e of a 16-byte vector of DT values (little-endian lanes; e is a compile-time constant after unrolling). */
+template <int DT>
+static __device__ __forceinline__ float qs_vec_get(const uint4 &w, int e) {
+    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
+    if constexpr (DT == QS_DTYPE_F32) {
+        return qs_u2f(words[e]);
+    } else {
+        const uint16_t h = (uint16_t)(words[e >> 1] >> (16 * (e & 1)));
+        return DT == QS_DTYPE_F16 ? qs_f16_to_f32(h) : qs_bf16_to_f32(h);
+    }
+}
+
+/* The stored bits of output y (the low 16 for f16/bf16), through the same store as the scalar path. */
+template <int DT, int FAM>
+static __device__ __forceinline__ uint32_t qs_vec_bits(const qs_gparams &g, float y) {
+    if constexpr (DT == QS_DTYPE_F32) {
+        float out;
+        qs_fq_store<DT, FAM>(&out, 0, g, y);
+        return qs_f2u(out);
+    } else {
+        uint16_t out;
+        qs_fq_store<DT, FAM>(&out, 0, g, y);
+        return out;
+    }
+}
+
 /* ---- groups of at most QS_WARP_MAX_GROUP elements: a warp segment per group ----------------------------------- */
 
 template <int DT, int FAM, int K>
 static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_fq_job jb) {
-    constexpr int R = K >= 8 ? 1 : 8 / K; /* groups per segment per iteration */
+    constexpr int R = K >= 8 ? 1 : 8 / K;                 /* groups per segment per iteration */
+    constexpr int VEC = DT == QS_DTYPE_F32 ? 4 : 8;       /* elements per 16 bytes */
+    constexpr int NV = K % VEC == 0 ? K / VEC : 0;        /* 16-byte vectors per lane, if K allows */
     const int lane = (int)(threadIdx.x & 31u);
     const int S = 1 << jb.seg_log2;
     const int seg = lane >> jb.seg_log2, sl = lane & (S - 1);
@@ -206,6 +236,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
     const int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     const int64_t nwarps = ((int64_t)gridDim.x * blockDim.x) >> 5;
     const int32_t mm = jb.mask_mode;
+    const int64_t j0 = (int64_t)sl * K; /* this lane's first element of its group */
 
     /* The loop condition is warp-uniform, so the shuffles below always run on the full warp. */
     for (int64_t base = warp * per_warp; base < jb.units; base += nwarps * per_warp) {
@@ -223,14 +254,29 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
             rg[r] = qs_range_empty();
             keep[r] = 0u;
             valid[r] = 0u;
+            const int64_t xo = row[r] * jb.x_stride + c0[r] + j0, mo = row[r] * jb.m_stride + c0[r] + j0;
+            if (NV > 0 && jb.vec_ok && j0 + K <= n) {
+#pragma unroll
+                for (int q = 0; q < (NV > 0 ? NV : 1); q++) {
+                    const uint4 w = *(const uint4 *)((const char *)jb.x + (xo + q * VEC) * (DT == QS_DTYPE_F32 ? 4 : 2));
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) v[r][q * VEC + e] = qs_vec_get<DT>(w, e);
+                }
+                valid[r] = K == 32 ? 0xffffffffu : (1u << K) - 1u;
+            } else {
+#pragma unroll
+                for (int k = 0; k < K; k++) {
+                    v[r][k] = 0.0f;
+                    if (j0 + k < n) {
+                        v[r][k] = qs_load(jb.x, xo + k, DT);
+                        valid[r] |= 1u << k;
+                    }
+                }
+            }
 #pragma unroll
             for (int k = 0; k < K; k++) {
-                const int64_t j = sl + (int64_t)S * k;
-                v[r][k] = 0.0f;
-                if (j < n) {
-                    const bool kp = mm == QS_MASK_NONE || jb.mask[row[r] * jb.m_stride + c0[r] + j] != 0;
-                    v[r][k] = qs_load(jb.x, row[r] * jb.x_stride + c0[r] + j, DT);
-                    valid[r] |= 1u << k;
+                if ((valid[r] >> k) & 1u) {
+                    const bool kp = mm == QS_MASK_NONE || jb.mask[mo + k] != 0;
                     keep[r] |= (uint32_t)kp << k;
                     qs_range_add<FAM>(&rg[r], qs_stat_bits(v[r][k], kp, mm));
                 }
@@ -242,16 +288,33 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
         for (int r = 0; r < R; r++) {
             if (valid[r] == 0u) continue;
             const qs_gparams g = qs_group_params(&jb.kt, rg[r], FAM);
-            const uint64_t flat0 = (uint64_t)row[r] * (uint64_t)jb.cols + (uint64_t)c0[r];
+            const uint64_t flat0 = (uint64_t)row[r] * (uint64_t)jb.cols + (uint64_t)c0[r] + (uint64_t)j0;
+            const int64_t yo = row[r] * jb.y_stride + c0[r] + j0;
+            float y[K];
 #pragma unroll
             for (int k = 0; k < K; k++) {
-                if (!((valid[r] >> k) & 1u)) continue;
-                const int64_t j = sl + (int64_t)S * k;
                 const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT)
-                                         ? qs_rand24(jb.rng, flat0 + (uint64_t)j)
+                                         ? qs_rand24(jb.rng, flat0 + (uint64_t)k)
                                          : 0u;
-                const float y = qs_fq_output<DT, FAM>(v[r][k], (keep[r] >> k) & 1u, mm, u24, g, jb.kt);
-                qs_fq_store<DT, FAM>(jb.y, row[r] * jb.y_stride + c0[r] + j, g, y);
+                y[k] = qs_fq_output<DT, FAM>(v[r][k], (keep[r] >> k) & 1u, mm, u24, g, jb.kt);
+            }
+            if (NV > 0 && jb.vec_ok && valid[r] == (K == 32 ? 0xffffffffu : (1u << K) - 1u)) {
+#pragma unroll
+                for (int q = 0; q < (NV > 0 ? NV : 1); q++) {
+                    uint32_t out[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+                    for (int e = 0; e < VEC; e++) {
+                        const uint32_t b = qs_vec_bits<DT, FAM>(g, y[q * VEC + e]);
+                        if constexpr (DT == QS_DTYPE_F32) out[e] = b;
+                        else out[e >> 1] |= b << (16 * (e & 1));
+                    }
+                    *(uint4 *)((char *)jb.y + (yo + q * VEC) * (DT == QS_DTYPE_F32 ? 4 : 2)) =
+                        make_uint4(out[0], out[1], out[2], out[3]);
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < K; k++)
+                    if ((valid[r] >> k) & 1u) qs_fq_store<DT, FAM>(jb.y, yo + k, g, y[k]);
             }
         }
     }
@@ -370,36 +433,10 @@ static __device__ __forceinline__ void qs_flat_offsets(const qs_fq_job &jb, int6
     }
 }
 
-/* Element e of a 16-byte vector of DT values (little-endian lanes; e is a compile-time constant after unrolling). */
-template <int DT>
-static __device__ __forceinline__ float qs_vec_get(const uint4 &w, int e) {
-    const uint32_t words[4] = {w.x, w.y, w.z, w.w};
-    if constexpr (DT == QS_DTYPE_F32) {
-        return qs_u2f(words[e]);
-    } else {
-        const uint16_t h = (uint16_t)(words[e >> 1] >> (16 * (e & 1)));
-        return DT == QS_DTYPE_F16 ? qs_f16_to_f32(h) : qs_bf16_to_f32(h);
-    }
-}
-
-/* The stored bits of output y (the low 16 for f16/bf16), through the same store as the scalar path. */
-template <int DT, int FAM>
-static __device__ __forceinline__ uint32_t qs_vec_bits(const qs_gparams &g, float y) {
-    if constexpr (DT == QS_DTYPE_F32) {
-        float out;
-        qs_fq_store<DT, FAM>(&out, 0, g, y);
-        return qs_f2u(out);
-    } else {
-        uint16_t out;
-        qs_fq_store<DT, FAM>(&out, 0, g, y);
-        return out;
-    }
-}
-
 /* VEC > 1: jb.contiguous, x and y 16-byte aligned and the mask VEC-byte aligned; VEC = 16 / element size. */
 template <int DT, int FAM, int VEC>
 static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_fq_job jb, const int32_t *stats) {
-    qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f};
+    qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
     if constexpr (FAM != QS_FAMILY_FLOAT) g = qs_group_params(&jb.kt, qs_range_load(stats), FAM);
     const int64_t n = jb.rows * jb.cols;
     const int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, step = (int64_t)gridDim.x * blockDim.x;
@@ -514,20 +551,20 @@ static int32_t qs_fq_run_groups(qs_fq_job &jb, int64_t group_size, int32_t sms, 
     jb.upr = qs_divider_make((uint64_t)upr);
     jb.units = jb.rows * upr;
     if (jb.group <= QS_WARP_MAX_GROUP) {
-        if (jb.group <= 32) {
-            int32_t l = 0;
-            while ((1 << l) < jb.group) l++;
-            jb.seg_log2 = l;
-            qs_fq_launch_warp<DT, FAM, 1>(jb, sms, st);
-        } else {
-            const int64_t per_lane = (jb.group + 31) / 32;
-            jb.seg_log2 = 5;
-            if (per_lane <= 2) qs_fq_launch_warp<DT, FAM, 2>(jb, sms, st);
-            else if (per_lane <= 4) qs_fq_launch_warp<DT, FAM, 4>(jb, sms, st);
-            else if (per_lane <= 8) qs_fq_launch_warp<DT, FAM, 8>(jb, sms, st);
-            else if (per_lane <= 16) qs_fq_launch_warp<DT, FAM, 16>(jb, sms, st);
-            else qs_fq_launch_warp<DT, FAM, 32>(jb, sms, st);
-        }
+        /* K: 16 bytes of elements per lane at least, more when the group needs more than 32 lanes */
+        const int64_t esize = DT == QS_DTYPE_F32 ? 4 : 2;
+        int64_t per_lane = 16 / esize;
+        while (per_lane < 32 && (jb.group + per_lane - 1) / per_lane > 32) per_lane *= 2;
+        const int64_t lanes = (jb.group + per_lane - 1) / per_lane;
+        int32_t l = 0;
+        while ((1 << l) < lanes) l++;
+        jb.seg_log2 = l;
+        jb.vec_ok = ((uintptr_t)jb.x % 16u) == 0u && ((uintptr_t)jb.y % 16u) == 0u &&
+                    (jb.x_stride * esize) % 16 == 0 && (jb.y_stride * esize) % 16 == 0 && (jb.group * esize) % 16 == 0;
+        if (per_lane == 4) qs_fq_launch_warp<DT, FAM, 4>(jb, sms, st);
+        else if (per_lane == 8) qs_fq_launch_warp<DT, FAM, 8>(jb, sms, st);
+        else if (per_lane == 16) qs_fq_launch_warp<DT, FAM, 16>(jb, sms, st);
+        else qs_fq_launch_warp<DT, FAM, 32>(jb, sms, st);
         return qs_cuda_launch_status();
     }
     if (jb.units >= sms) {

@@ -371,11 +371,12 @@ def test_c_entry_points_validate_like_the_cpu_library():
 @needs_cuda
 @pytest.mark.large
 @pytest.mark.skipif(os.environ.get("QSPARSE_LARGE_TESTS") != "1", reason="large test: set QSPARSE_LARGE_TESTS=1")
-def test_tensor_over_2_31_elements():
-    """A bf16 tensor of 2^31 + 1024 elements (4 GiB; about 20 GiB of GPU memory in all): its first and last
-    groups equal the same groups quantized alone (RELIABILITY.md item 14)."""
-    rows, cols = (1 << 21) + 1, 1024
-    assert rows * cols > 1 << 31
+def test_tensor_over_2_32_elements():
+    """A bf16 tensor of just over 2^32 elements (8 GiB; about 40 GiB of GPU memory in all): its first and last
+    groups equal the same groups quantized alone, and stochastic rounding matches the CPU on the rows around
+    element 2^32, where the high word of the element index changes inside a group (RELIABILITY.md item 14)."""
+    rows, cols = 4294968 + 1, 1000
+    assert rows * cols > 1 << 32
     x = torch.randn(rows, cols, device="cuda", generator=torch.Generator("cuda").manual_seed(0)).to(torch.bfloat16)
     # the tensor's extremes in its first and last rows, so that per-tensor statistics equal those of the two rows
     x[0, 0] = -1000.0
@@ -392,6 +393,8 @@ def test_tensor_over_2_31_elements():
     y = qsparse.fake_quant(x, "int4_asym", group_size=64, rounding="stochastic", seed=3)
     y_cpu = qsparse.fake_quant(x_cpu, "int4_asym", group_size=64, rounding="stochastic", seed=3)
     assert_bits_equal(y[:1], y_cpu[:1], "stochastic first row")
+    boundary = (1 << 32) // cols  # the row holding element 2^32
+    assert_bits_equal(y[boundary - 1:boundary + 2], y_cpu[boundary - 1:boundary + 2], "stochastic rows at 2^32")
     assert_bits_equal(y[-1:], y_cpu[-1:], "stochastic last row")
     del y, y_cpu
     m = qsparse.nm_mask(x, 2, 4)
@@ -406,4 +409,4 @@ def test_tensor_over_2_31_elements():
     del m
     m_gpu = qsparse.magnitude_mask(x, 0.5)
     m_cpu = qsparse.magnitude_mask(x_cpu, 0.5)
-    assert torch.equal(m_gpu.cpu(), m_cpu), "magnitude per tensor over 2^31 elements"
+    assert torch.equal(m_gpu.cpu(), m_cpu), "magnitude per tensor over 2^32 elements"
