@@ -5,8 +5,9 @@ reference bit for bit.
     python benchmarks/bench_kernels.py [--device cpu|cuda] [--dtypes float32,bfloat16] [--quick] [--json PATH]
 
 Targets (issue 2, CPU with its default threads): every fake-quant within 1.25x of the clone time, masks within 2x,
-and at least 10x faster than the reference. Times are medians of --repeat runs; each op allocates its output, as
-clone does, so both include the same allocation cost.
+and at least 10x faster than the reference. Times are medians of --repeat runs, each op
+timed alternately with its clone; each op allocates its output, as clone does, so both include the same
+allocation cost.
 """
 from __future__ import annotations
 
@@ -58,17 +59,20 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def time_it(fn, device, repeat):
-    fn()  # warm-up (and lazy library load)
-    times = []
+def time_pair(fn, baseline, device, repeat):
+    """Medians of `fn` and `baseline` timed alternately: both see the same allocator, page-fault and cache state
+    (timed apart, glibc's adaptive mmap threshold can make one of them pay page faults the other does not)."""
+    fn(), baseline()  # warm-up (and lazy library load)
+    times, base_times = [], []
     for _ in range(repeat):
-        _sync(device)
-        t = time.perf_counter()
-        out = fn()
-        _sync(device)
-        times.append(time.perf_counter() - t)
-        del out
-    return statistics.median(times)
+        for f, acc in ((baseline, base_times), (fn, times)):
+            _sync(device)
+            t = time.perf_counter()
+            out = f()
+            _sync(device)
+            acc.append(time.perf_counter() - t)
+            del out
+    return statistics.median(times), statistics.median(base_times)
 
 
 def same_bits(a, b):
@@ -98,8 +102,7 @@ def run(device: str, dtypes, repeat: int, quick: bool):
         torch.manual_seed(0)
         x = torch.randn(shape, dtype=torch.float32).to(dtype)
         xd = x.to(device)
-        clone_t = time_it(lambda: xd.clone(), device, repeat)
-        log.info("%s clone: %.2f ms", dtype, clone_t * 1e3)
+        clone = lambda: xd.clone()  # noqa: E731
         for label, fmt, group, rounding in fq_cases:
             t0 = time.perf_counter()
             ref = reference.fake_quant(x, fmt, group, rounding, seed=7)
@@ -107,7 +110,8 @@ def run(device: str, dtypes, repeat: int, quick: bool):
             out = qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7).cpu()
             if not same_bits(out, ref):
                 raise SystemExit(f"{label} {dtype}: output differs from the reference; not timing it")
-            t = time_it(lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7), device, repeat)
+            t, clone_t = time_pair(lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7),
+                                   clone, device, repeat)
             rows.append(dict(op=label, kind="fake_quant", dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
                              clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
             log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
@@ -125,7 +129,7 @@ def run(device: str, dtypes, repeat: int, quick: bool):
             ref_t = time.perf_counter() - t0
             if not torch.equal(op().cpu(), ref):
                 raise SystemExit(f"{label} {dtype}: mask differs from the reference; not timing it")
-            t = time_it(op, device, repeat)
+            t, clone_t = time_pair(op, clone, device, repeat)
             rows.append(dict(op=label, kind="mask", dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
                              clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
             log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
