@@ -45,11 +45,11 @@
    OpenMP runtime that fails to create a thread ends the process), one for small work. */
 static inline int qs_thread_count(int32_t requested, int64_t work) {
 #ifdef _OPENMP
-    int n = requested > 0 ? (int)requested : omp_get_max_threads();
-    int procs = omp_get_num_procs();
+    int64_t n = requested > 0 ? (int64_t)requested : (int64_t)omp_get_max_threads();
+    const int64_t procs = omp_get_num_procs();
     if (n > procs) n = procs;
     if (work < QS_PARALLEL_MIN_ELEMS) n = 1;
-    return n < 1 ? 1 : n;
+    return n < 1 ? 1 : (int)n; /* <= the processor count: fits an int, which OpenMP takes */
 #else
     (void)requested;
     (void)work;

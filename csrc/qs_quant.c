@@ -31,19 +31,17 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
 QS_ALWAYS_INLINE void units_range_t(const qs_job *jb, int64_t u0, int64_t u1, qs_range *out, const int32_t dt) {
     const int32_t masked = jb->mask_mode == QS_MASK_BEFORE;
     const int32_t minmax = jb->kt->family == QS_FAMILY_INT_ASYM;
+    qs_unit c = unit_first(jb, u0);
     int64_t u;
-    for (u = u0; u < u1; u++) {
-        int64_t row = u / jb->units_per_row;
-        int64_t c0 = (u % jb->units_per_row) * jb->group;
-        int64_t n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
-        const char *xr = jb->x + row * jb->x_stride;
-        const uint8_t *mr = masked ? jb->mask + row * jb->m_stride : NULL;
+    for (u = u0; u < u1; u++, unit_next(jb, &c)) {
+        const char *xr = jb->x + c.row * jb->x_stride;
+        const uint8_t *mr = masked ? jb->mask + c.row * jb->m_stride : NULL;
         if (minmax) {
-            if (masked) range_scan(xr, mr, c0, n, out, 1, 1, dt);
-            else range_scan(xr, mr, c0, n, out, 1, 0, dt);
+            if (masked) range_scan(xr, mr, c.c0, c.n, out, 1, 1, dt);
+            else range_scan(xr, mr, c.c0, c.n, out, 1, 0, dt);
         } else {
-            if (masked) range_scan(xr, mr, c0, n, out, 0, 1, dt);
-            else range_scan(xr, mr, c0, n, out, 0, 0, dt);
+            if (masked) range_scan(xr, mr, c.c0, c.n, out, 0, 1, dt);
+            else range_scan(xr, mr, c.c0, c.n, out, 0, 0, dt);
         }
     }
 }

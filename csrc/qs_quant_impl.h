@@ -105,6 +105,33 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
 
 /* ---- workers ------------------------------------------------------------------------------------------------- */
 
+/* A unit's row, first column and length. Walking units in order needs no division per unit (small groups would
+   feel one): unit_first divides once, unit_next steps. */
+typedef struct qs_unit {
+    int64_t row, c0, n;
+} qs_unit;
+
+QS_ALWAYS_INLINE void unit_len(const qs_job *jb, qs_unit *c) {
+    c->n = jb->cols - c->c0 < jb->group ? jb->cols - c->c0 : jb->group;
+}
+
+QS_ALWAYS_INLINE qs_unit unit_first(const qs_job *jb, int64_t u) {
+    qs_unit c;
+    c.row = u / jb->units_per_row;
+    c.c0 = (u % jb->units_per_row) * jb->group;
+    unit_len(jb, &c);
+    return c;
+}
+
+QS_ALWAYS_INLINE void unit_next(const qs_job *jb, qs_unit *c) {
+    c->c0 += jb->group;
+    if (c->c0 >= jb->cols) {
+        c->row++;
+        c->c0 = 0;
+    }
+    unit_len(jb, c);
+}
+
 /* One group: its statistics, its constants, its outputs. n is a literal on the path of common group sizes. */
 QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, const int32_t fam,
                                      const int32_t rnd, const int32_t mm, const int32_t dt) {
@@ -120,20 +147,12 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
    all use *fixed; otherwise each unit is a group with its own statistics. */
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
                               const int32_t rnd, const int32_t mm, const int32_t dt, const int64_t gc) {
-    /* (row, c0) advance with u: no division per unit, which small groups would feel */
-    int64_t row = u0 / jb->units_per_row;
-    int64_t c0 = (u0 % jb->units_per_row) * jb->group;
+    qs_unit c = unit_first(jb, u0);
     int64_t u;
-    for (u = u0; u < u1; u++, c0 += jb->group) {
-        int64_t n;
-        if (c0 >= jb->cols) {
-            row++;
-            c0 = 0;
-        }
-        n = jb->cols - c0 < jb->group ? jb->cols - c0 : jb->group;
-        if (gc && n == gc) quantize_group(jb, row, c0, gc, fam, rnd, mm, dt); /* constant trip counts */
-        else if (fixed) apply_span(jb, fixed, row, c0, n, fam, rnd, mm, dt);
-        else quantize_group(jb, row, c0, n, fam, rnd, mm, dt);
+    for (u = u0; u < u1; u++, unit_next(jb, &c)) {
+        if (gc && c.n == gc) quantize_group(jb, c.row, c.c0, gc, fam, rnd, mm, dt); /* constant trip counts */
+        else if (fixed) apply_span(jb, fixed, c.row, c.c0, c.n, fam, rnd, mm, dt);
+        else quantize_group(jb, c.row, c.c0, c.n, fam, rnd, mm, dt);
     }
 }
 

@@ -221,6 +221,19 @@ static __device__ __forceinline__ uint32_t qs_vec_bits(const qs_gparams &g, floa
     }
 }
 
+/* 16 / element size outputs y[0..] packed into one 16-byte vector, each stored as qs_fq_store would store it. */
+template <int DT, int FAM>
+static __device__ __forceinline__ uint4 qs_vec_pack(const qs_gparams &g, const float *y) {
+    uint32_t out[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+    for (int e = 0; e < (DT == QS_DTYPE_F32 ? 4 : 8); e++) {
+        const uint32_t b = qs_vec_bits<DT, FAM>(g, y[e]);
+        if constexpr (DT == QS_DTYPE_F32) out[e] = b;
+        else out[e >> 1] |= b << (16 * (e & 1));
+    }
+    return make_uint4(out[0], out[1], out[2], out[3]);
+}
+
 /* ---- groups of at most QS_WARP_MAX_GROUP elements: a warp segment per group ----------------------------------- */
 
 template <int DT, int FAM, int K>
@@ -228,6 +241,8 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
     constexpr int R = K >= 8 ? 1 : 8 / K;                 /* groups per segment per iteration */
     constexpr int VEC = DT == QS_DTYPE_F32 ? 4 : 8;       /* elements per 16 bytes */
     constexpr int NV = K % VEC == 0 ? K / VEC : 0;        /* 16-byte vectors per lane, if K allows */
+    constexpr int ESIZE = DT == QS_DTYPE_F32 ? 4 : 2;
+    constexpr uint32_t ALL = K == 32 ? 0xffffffffu : (1u << K) - 1u; /* every slot holds an element */
     const int lane = (int)(threadIdx.x & 31u);
     const int S = 1 << jb.seg_log2;
     const int seg = lane >> jb.seg_log2, sl = lane & (S - 1);
@@ -255,15 +270,20 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
             keep[r] = 0u;
             valid[r] = 0u;
             const int64_t xo = row[r] * jb.x_stride + c0[r] + j0, mo = row[r] * jb.m_stride + c0[r] + j0;
-            if (NV > 0 && jb.vec_ok && j0 + K <= n) {
+            bool vec = false;
+            if constexpr (NV > 0) {
+                vec = jb.vec_ok && j0 + K <= n;
+                if (vec) {
 #pragma unroll
-                for (int q = 0; q < (NV > 0 ? NV : 1); q++) {
-                    const uint4 w = *(const uint4 *)((const char *)jb.x + (xo + q * VEC) * (DT == QS_DTYPE_F32 ? 4 : 2));
+                    for (int q = 0; q < NV; q++) {
+                        const uint4 w = *(const uint4 *)((const char *)jb.x + (xo + q * VEC) * ESIZE);
 #pragma unroll
-                    for (int e = 0; e < VEC; e++) v[r][q * VEC + e] = qs_vec_get<DT>(w, e);
+                        for (int e = 0; e < VEC; e++) v[r][q * VEC + e] = qs_vec_get<DT>(w, e);
+                    }
+                    valid[r] = ALL;
                 }
-                valid[r] = K == 32 ? 0xffffffffu : (1u << K) - 1u;
-            } else {
+            }
+            if (!vec) {
 #pragma unroll
                 for (int k = 0; k < K; k++) {
                     v[r][k] = 0.0f;
@@ -298,20 +318,16 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
                                          : 0u;
                 y[k] = qs_fq_output<DT, FAM>(v[r][k], (keep[r] >> k) & 1u, mm, u24, g, jb.kt);
             }
-            if (NV > 0 && jb.vec_ok && valid[r] == (K == 32 ? 0xffffffffu : (1u << K) - 1u)) {
+            bool vec = false;
+            if constexpr (NV > 0) {
+                vec = jb.vec_ok && valid[r] == ALL;
+                if (vec) {
 #pragma unroll
-                for (int q = 0; q < (NV > 0 ? NV : 1); q++) {
-                    uint32_t out[4] = {0u, 0u, 0u, 0u};
-#pragma unroll
-                    for (int e = 0; e < VEC; e++) {
-                        const uint32_t b = qs_vec_bits<DT, FAM>(g, y[q * VEC + e]);
-                        if constexpr (DT == QS_DTYPE_F32) out[e] = b;
-                        else out[e >> 1] |= b << (16 * (e & 1));
-                    }
-                    *(uint4 *)((char *)jb.y + (yo + q * VEC) * (DT == QS_DTYPE_F32 ? 4 : 2)) =
-                        make_uint4(out[0], out[1], out[2], out[3]);
+                    for (int q = 0; q < NV; q++)
+                        *(uint4 *)((char *)jb.y + (yo + q * VEC) * ESIZE) = qs_vec_pack<DT, FAM>(g, &y[q * VEC]);
                 }
-            } else {
+            }
+            if (!vec) {
 #pragma unroll
                 for (int k = 0; k < K; k++)
                     if ((valid[r] >> k) & 1u) qs_fq_store<DT, FAM>(jb.y, yo + k, g, y[k]);
@@ -447,7 +463,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_
         for (int64_t t = start; t < nv; t += step) {
             const uint4 w = ((const uint4 *)jb.x)[t];
             uint64_t mbits = 0u;
-            uint32_t out[4] = {0u, 0u, 0u, 0u};
+            float y[VEC];
             if (mm != QS_MASK_NONE) {
                 if constexpr (VEC == 4) mbits = ((const uint32_t *)jb.mask)[t];
                 else mbits = ((const unsigned long long *)jb.mask)[t];
@@ -459,11 +475,9 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_
                 const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT)
                                          ? qs_rand24(jb.rng, (uint64_t)(t * VEC + e))
                                          : 0u;
-                const uint32_t b = qs_vec_bits<DT, FAM>(g, qs_fq_output<DT, FAM>(v, keep, mm, u24, g, jb.kt));
-                if constexpr (DT == QS_DTYPE_F32) out[e] = b;
-                else out[e >> 1] |= b << (16 * (e & 1));
+                y[e] = qs_fq_output<DT, FAM>(v, keep, mm, u24, g, jb.kt);
             }
-            ((uint4 *)jb.y)[t] = make_uint4(out[0], out[1], out[2], out[3]);
+            ((uint4 *)jb.y)[t] = qs_vec_pack<DT, FAM>(g, y);
         }
         tail = nv * VEC;
     }
