@@ -74,6 +74,10 @@ int32_t qs_encode_cpu(int32_t format, int32_t saturate, int64_t n, const float *
     QS_TRY(qs_kernel_traits_make(&p, &kt));
     if (n == 0) return QS_OK;
     if (x == NULL || codes == NULL) return QS_ERR_NULL_POINTER;
+    if (!(info.flags & QS_FMT_HAS_NAN)) { /* no code for NaN: refuse before writing anything */
+        for (i = 0; i < n; i++)
+            if (qs_isnan(x[i])) return QS_ERR_INVALID_ARGUMENT;
+    }
     env = qs_fpenv_enter();
     for (i = 0; i < n; i++) codes[i] = encode_one(&info, &kt.ft, x[i]);
     qs_fpenv_leave(env);

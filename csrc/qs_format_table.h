@@ -22,6 +22,11 @@
     X("int" #b "_full", QS_FAMILY_INT_FULL, b, 0, (b) - 1, 0u, QS_GROUP_ROW)             \
     X("int" #b "_asym", QS_FAMILY_INT_ASYM, b, 0, (b) - 1, 0u, QS_GROUP_ROW)
 
+/* Minifloats fp{w}_e{E}m{M}, w = 1 + E + M (FORMATS.md section 3): bias 2^(E-1) - 1, subnormals, every code
+   finite (no Inf, no NaN), saturating. fp8_e4m3 and fp8_e5m2 are OCP's, below, not of this kind. */
+#define QS_MINI (QS_FMT_HAS_SUBNORMALS | QS_FMT_SATURATES | QS_FMT_HAS_CODES)
+#define QS_MINIFLOAT_ROW(X, w, e, m) X("fp" #w "_e" #e "m" #m, QS_FAMILY_FLOAT, w, e, m, QS_MINI, QS_GROUP_ROW)
+
 /* HBFP: w bits per element including the sign, block 32 by default (FORMATS.md section 2). */
 #define QS_BFP_ROW(X, w) X("bfp" #w, QS_FAMILY_BFP, w, 0, (w) - 1, 0u, 32)
 
@@ -35,7 +40,16 @@
     X("fp16", QS_FAMILY_FLOAT, 16, 5, 10, QS_IEEE, QS_GROUP_ROW)                           \
     X("bf16", QS_FAMILY_FLOAT, 16, 8, 7, QS_IEEE, QS_GROUP_ROW)                            \
     X("fp8_e4m3", QS_FAMILY_FLOAT, 8, 4, 3, QS_OCP_FN | QS_FMT_SATURATES | QS_FMT_HAS_CODES, QS_GROUP_ROW) \
-    X("fp8_e5m2", QS_FAMILY_FLOAT, 8, 5, 2, QS_IEEE | QS_FMT_SATURATES | QS_FMT_HAS_CODES, QS_GROUP_ROW)
+    X("fp8_e5m2", QS_FAMILY_FLOAT, 8, 5, 2, QS_IEEE | QS_FMT_SATURATES | QS_FMT_HAS_CODES, QS_GROUP_ROW) \
+    QS_MINIFLOAT_ROW(X, 3, 1, 1) QS_MINIFLOAT_ROW(X, 3, 2, 0) QS_MINIFLOAT_ROW(X, 4, 1, 2)                          \
+    QS_MINIFLOAT_ROW(X, 4, 2, 1) QS_MINIFLOAT_ROW(X, 4, 3, 0) QS_MINIFLOAT_ROW(X, 5, 1, 3)                          \
+    QS_MINIFLOAT_ROW(X, 5, 2, 2) QS_MINIFLOAT_ROW(X, 5, 3, 1) QS_MINIFLOAT_ROW(X, 5, 4, 0)                          \
+    QS_MINIFLOAT_ROW(X, 6, 1, 4) QS_MINIFLOAT_ROW(X, 6, 2, 3) QS_MINIFLOAT_ROW(X, 6, 3, 2)                          \
+    QS_MINIFLOAT_ROW(X, 6, 4, 1) QS_MINIFLOAT_ROW(X, 6, 5, 0) QS_MINIFLOAT_ROW(X, 7, 1, 5)                          \
+    QS_MINIFLOAT_ROW(X, 7, 2, 4) QS_MINIFLOAT_ROW(X, 7, 3, 3) QS_MINIFLOAT_ROW(X, 7, 4, 2)                          \
+    QS_MINIFLOAT_ROW(X, 7, 5, 1) QS_MINIFLOAT_ROW(X, 7, 6, 0) QS_MINIFLOAT_ROW(X, 8, 1, 6)                          \
+    QS_MINIFLOAT_ROW(X, 8, 2, 5) QS_MINIFLOAT_ROW(X, 8, 3, 4) QS_MINIFLOAT_ROW(X, 8, 6, 1)                          \
+    QS_MINIFLOAT_ROW(X, 8, 7, 0)
 
 typedef struct qs_format_row {
     const char *name;
@@ -144,6 +158,9 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
     if (st != QS_OK) return st;
     if (p->rounding < 0 || p->rounding >= QS_ROUNDING_COUNT_) return QS_ERR_INVALID_ROUNDING;
     if (p->saturate < -1 || p->saturate > 1) return QS_ERR_INVALID_ARGUMENT;
+    /* an element grid without Inf and NaN has nothing to overflow to but its max */
+    if (p->saturate == 0 && info.family == QS_FAMILY_FLOAT && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN)))
+        return QS_ERR_INVALID_ARGUMENT;
     memset(kt, 0, sizeof *kt);
     kt->family = info.family;
     kt->rounding = p->rounding;

@@ -279,7 +279,11 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     const uint32_t low_mask = (1u << t->shift) - 1u;
     const uint32_t dropped = a & low_mask;
     const uint32_t half = 1u << (t->shift - 1u);
-    const uint32_t up_rne = (dropped > half) | ((dropped == half) & (a >> t->shift));
+    /* a tie goes to the even significand in units of the spacing (what round(|x| / 2^(e - mbits)) gives, as the
+       sources compute it): its last bit is bit `shift` of |x|, except with no mantissa bits (shift 23), where the
+       significand is 1, odd, and a tie rounds up */
+    const uint32_t odd = (uint32_t)(t->shift == 23u) | ((a >> t->shift) & 1u);
+    const uint32_t up_rne = (dropped > half) | ((dropped == half) & odd);
     /* floor(v + u) on v = |x| / spacing >= 0: up iff frac >= 1 - u, frac = dropped * 2^-shift (both exact) */
     const uint32_t up_sto = (float)dropped * t->drop_unit >= 1.0f - qs_u24_to_unit(u24);
     const uint32_t up = (rounding == 1 /* QS_ROUND_STOCHASTIC */ ? up_sto : up_rne) & 1u;

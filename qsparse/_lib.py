@@ -261,9 +261,18 @@ def format_table() -> list:
     return rows
 
 
+def decode_codes(format_id: int, codes: bytes) -> list:
+    """The values of element codes of a format with codes (qs_decode_cpu), as Python floats."""
+    n = len(codes)
+    src = (ctypes.c_uint8 * max(n, 1)).from_buffer_copy(codes or b"\0")
+    out = (ctypes.c_float * max(n, 1))()
+    cpu().call("qs_decode_cpu", format_id, n, src, out)
+    return [float(v) for v in out[:n]]
+
+
 def capabilities() -> int:
     return int(cpu().dll.qs_capabilities())
 
 
 __all__ = ["ABI_VERSION", "QuantParams", "FormatInfo", "cpu", "cuda", "cuda_available", "format_table",
-           "capabilities", "QsparseError"]
+           "decode_codes", "capabilities", "QsparseError"]

@@ -2,8 +2,9 @@
 
 Every format is one row of the C table (csrc/qs_format_table.h); :func:`table` reads the rows through the CPU
 library, so there is no second list here. What this module adds is naming: the canonical names of the table
-(``int4``, ``int4_full``, ``int4_asym``, ``bfp8``, ``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2``), the aliases
-users type (``float16``, ``bfloat16``, ``float8_e4m3fn``, ``e5m2``, ``int4_sym``, ...), and :class:`Format`, a
+(``int4``, ``int4_full``, ``int4_asym``, ``bfp8``, ``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2``, the minifloats
+``fp{w}_e{E}m{M}`` such as ``fp4_e2m1``), the aliases users type (``float16``, ``bfloat16``, ``float8_e4m3fn``,
+``e5m2``, ``e2m1``, ``int4_sym``, ...), and :class:`Format`, a
 format together with the options of one use of it (group size, rounding, saturation).
 
 Definitions of every format are in FORMATS.md (sections 1-3); the numbers below come from the C table.
@@ -123,6 +124,8 @@ _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
 _INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
 _HBFP_ALIAS = re.compile(r"^hbfp([0-9]+)$")
+# e2m1, fp4_e2m1fn, float6_e3m2, ...: an element format by its exponent and mantissa widths
+_EM_ALIAS = re.compile(r"^(?:(?:fp|float)([0-9])_)?e([0-9])m([0-9])(?:fn)?$")
 
 
 def _normalize(name: str) -> str:
@@ -146,6 +149,12 @@ def parse(name: str) -> str:
             canonical = template.format(next(g for g in m.groups() if g is not None and g.isdigit()))
             if canonical in _by_name:
                 return canonical
+    m = _EM_ALIAS.match(key)
+    if m:
+        e, mb = int(m.group(2)), int(m.group(3))
+        canonical = f"fp{1 + e + mb}_e{e}m{mb}"
+        if canonical in _by_name and (m.group(1) is None or int(m.group(1)) == 1 + e + mb):
+            return canonical
     candidates = list(_by_name) + list(_ALIASES)
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
@@ -189,6 +198,61 @@ def check_group_size(info: FormatInfo, group_size: GroupSize, *, param: str = "g
 
 
 @dataclass(frozen=True)
+class Description:
+    """What :func:`describe` reports of a format used with a group size."""
+
+    name: str
+    group_size: GroupSize
+    grid: Optional[Tuple[float, ...]]  # non-negative representable values (formats of 8 bits or fewer), ascending;
+    #                                    for INT and BFP the integer codes 0..qmax, in units of the group's scale
+    max: float  # largest finite magnitude (in units of the scale for INT and BFP)
+    min_normal: float
+    min_subnormal: float
+    has_subnormals: bool
+    has_inf: bool
+    has_nan: bool
+    element_bits: int  # bits of one element, sign included
+    overhead_bits: Optional[float]  # scale (and zero point) bits per element; None when the group is a row or the
+    #                                 tensor and its length was not given
+    bits_per_element: float  # element_bits + overhead_bits (element_bits alone when the overhead is unknown)
+
+
+def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_length: Optional[int] = None,
+             scale_bits: int = 16) -> Description:
+    """The value grid and storage cost of a format with a group size.
+
+    Storage conventions: an INT group stores one scale of ``scale_bits`` bits (fp16 by default), an asymmetric one
+    also its zero point in the element width; an HBFP block one 8-bit shared exponent. ``group_size`` None is the
+    format's default (its block for BFP, a row for INT); for a row, pass ``row_length`` to get the overhead.
+    Example: ``describe("int4", 128).bits_per_element == 4.125``."""
+    f = Format.parse(fmt, group_size=group_size) if group_size is not None else Format.parse(fmt)
+    info = f.info
+    grid = None
+    if info.family == "float":
+        if info.bits <= 8:
+            values = _lib.decode_codes(info.id, bytes(range(1 << (info.bits - 1))))
+            grid = tuple(sorted({v for v in values if v == v and abs(v) != float("inf")}))
+    elif info.bits <= 8:  # integer codes 0..qmax (int_full also has -qmax-1; int_asym codes sit around a zero point)
+        grid = tuple(float(q) for q in range(0, info.qmax + 1))
+    group = f.group_size if f.group_size is not None else info.default_group
+    if info.elementwise:
+        overhead: Optional[float] = 0.0
+    else:
+        per_group = 8 if info.family == "bfp" else scale_bits + (info.bits if info.family == "int_asym" else 0)
+        if isinstance(group, int):
+            overhead = per_group / group
+        elif group in (None, "row") and row_length:
+            overhead = per_group / row_length
+        else:
+            overhead = None
+    return Description(
+        name=info.name, group_size=f.group_size, grid=grid, max=info.max_normal, min_normal=info.min_normal,
+        min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals, has_inf=info.has_inf,
+        has_nan=info.has_nan, element_bits=info.bits, overhead_bits=overhead,
+        bits_per_element=info.bits + (overhead or 0.0))
+
+
+@dataclass(frozen=True)
 class Format:
     """A number format and the options of one use of it.
 
@@ -215,6 +279,9 @@ class Format:
                 raise TypeError(f"saturate must be None or a bool, got {self.saturate!r}")
             if not info.elementwise:
                 raise ValueError(f"saturate applies to element-wise formats only, not {info.name!r}")
+            if not self.saturate and not (info.has_inf or info.has_nan):
+                raise ValueError(f"saturate=False is not possible for {info.name!r}: every code is finite (no Inf "
+                                 "or NaN to overflow to), so it always saturates")
 
     @property
     def info(self) -> FormatInfo:
@@ -256,5 +323,6 @@ class Format:
         return self.name if not opts else f"{self.name}({', '.join(opts)})"
 
 
-__all__ = ["FormatInfo", "Format", "table", "names", "parse", "get", "parse_rounding", "check_group_size",
+__all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
+           "check_group_size",
            "FAMILIES", "SCALE_KINDS", "ROUNDINGS"]

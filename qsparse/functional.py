@@ -162,13 +162,16 @@ def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool = False) -> t
 
 def encode(x: torch.Tensor, fmt: Union[str, Format], *, saturate: Optional[bool] = None) -> torch.Tensor:
     """uint8 element codes (sign | exponent | mantissa) of a CPU float32 tensor rounded to nearest even, for the
-    formats that have them (``FormatInfo.has_codes``: fp8_e4m3, fp8_e5m2)."""
+    formats that have them (``FormatInfo.has_codes``: fp8_e4m3, fp8_e5m2, the minifloats fp{w}_e{E}m{M}). Inf
+    saturates on grids without Inf; NaN is refused on grids without NaN."""
     if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.device.type != "cpu":
         raise TypeError("x must be a float32 CPU tensor")
     f = resolve_format(fmt, saturate=saturate)
     if not f.info.has_codes:
         raise ValueError(f"format {f.name!r} has no element codes; formats with codes: "
                          f"{', '.join(i.name for i in _formats.table() if i.has_codes)}")
+    if not f.info.has_nan and bool(torch.isnan(x).any()):
+        raise ValueError(f"x contains NaN, which {f.name!r} cannot encode: its grid has no NaN code")
     return _ops.encode(x, f.name, -1 if f.saturate is None else int(f.saturate))
 
 

@@ -29,9 +29,23 @@ FLOAT_FORMATS = {
 }
 
 
+_MINIFLOAT = re.compile(r"fp([3-8])_e([1-7])m([0-6])")
+
+
+def _float_row(name: str) -> tuple:
+    """FLOAT_FORMATS' tuple of an element format; a minifloat fp{w}_e{E}m{M} (w = 1 + E + M <= 8, other than the
+    two OCP fp8 formats above) has every code finite and saturates (FORMATS.md section 3)."""
+    if name in FLOAT_FORMATS:
+        return FLOAT_FORMATS[name]
+    m = _MINIFLOAT.fullmatch(name)
+    if m and int(m.group(1)) == 1 + int(m.group(2)) + int(m.group(3)):
+        return int(m.group(2)), int(m.group(3)), False, False, True
+    raise ValueError(f"reference: unknown element format {name!r}")
+
+
 def float_params(name: str) -> dict:
     """Spec constants of an element format (FORMATS.md section 3)."""
-    ebits, mbits, has_inf, fn_nan, saturates = FLOAT_FORMATS[name]
+    ebits, mbits, has_inf, fn_nan, saturates = _float_row(name)
     bias = 2 ** (ebits - 1) - 1
     emin = 1 - bias
     if has_inf:
@@ -41,7 +55,7 @@ def float_params(name: str) -> dict:
     else:
         emax, top = 2**ebits - 1 - bias, 2.0 - 2.0**-mbits
     return dict(ebits=ebits, mbits=mbits, bias=bias, emin=emin, emax=emax, max=top * 2.0**emax,
-                has_inf=has_inf, saturates=saturates)
+                has_inf=has_inf, has_nan=has_inf or fn_nan, saturates=saturates)
 
 
 def parse_name(name: str) -> tuple:
@@ -52,8 +66,8 @@ def parse_name(name: str) -> tuple:
     m = re.fullmatch(r"bfp([0-9]+)", name)
     if m:
         return "bfp", int(m.group(1))
-    if name in FLOAT_FORMATS:
-        e, mb = FLOAT_FORMATS[name][:2]
+    if name in FLOAT_FORMATS or _MINIFLOAT.fullmatch(name):
+        e, mb = _float_row(name)[:2]
         return "float", 1 + e + mb
     raise ValueError(f"reference: unknown format {name!r}")
 

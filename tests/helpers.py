@@ -36,6 +36,12 @@ def info(name):
     return formats.get(name)
 
 
+def saturate_options(name):
+    """The saturate values an element format accepts: False only where there is an Inf or NaN to overflow to."""
+    f = info(name)
+    return (None, True, False) if f.has_inf or f.has_nan else (None, True)
+
+
 # ---- hand-typed spec constants of the element formats -------------------------------------------------------------
 # ebits, mbits, bias, emin, emax (unbiased exponents of the smallest normal / largest finite binade), max normal,
 # min normal, min subnormal, Inf, NaN, saturating by default, element codes, NaN convention ("ieee": all-ones
@@ -51,6 +57,23 @@ ELEMENT_SPEC = {
                  min_normal=2.0**-126, min_subnormal=2.0**-133, has_inf=True, has_nan=True, saturates=False,
                  has_codes=False, nan="ieee"),
 }
+
+
+
+def _minifloat_spec(ebits: int, mbits: int) -> dict:
+    """FORMATS.md section 3's rule for fp{w}_e{E}m{M}: bias 2^(E-1) - 1, subnormals, every code finite, saturating,
+    max (2 - 2^-M) * 2^(2^E - 1 - bias)."""
+    bias = 2 ** (ebits - 1) - 1
+    emin, emax = 1 - bias, 2**ebits - 1 - bias
+    return dict(bits=1 + ebits + mbits, ebits=ebits, mbits=mbits, bias=bias, emin=emin, emax=emax,
+                max=(2.0 - 2.0**-mbits) * 2.0**emax, min_normal=2.0**emin, min_subnormal=2.0 ** (emin - mbits),
+                has_inf=False, has_nan=False, saturates=True, has_codes=True, nan="none")
+
+
+ELEMENT_SPEC.update({f"fp{1 + e + m}_e{e}m{m}": _minifloat_spec(e, m)
+                     for e in range(1, 8) for m in range(0, 7) if 3 <= 1 + e + m <= 8 and (e, m) not in ((4, 3), (5, 2))})
+# The maxima FORMATS.md types out, as a check of the rule above.
+MINIFLOAT_MAX = {"fp4_e2m1": 6.0, "fp5_e2m2": 7.0, "fp5_e3m1": 24.0, "fp6_e2m3": 7.5, "fp6_e3m2": 28.0, "fp3_e2m0": 4.0}
 
 # Integer code ranges per family and width, typed from FORMATS.md section 1.
 INT_SYM_RANGE = {2: (-1, 1), 3: (-3, 3), 4: (-7, 7), 5: (-15, 15), 6: (-31, 31), 7: (-63, 63), 8: (-127, 127)}

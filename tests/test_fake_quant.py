@@ -15,7 +15,7 @@ import torch
 import qsparse
 from qsparse import reference as ref
 from helpers import (ALL_FORMATS, BFP_FORMATS, ELEMENT_FORMATS, ELEMENT_SPEC, FLT_MAX, F32_MAX_SUBNORMAL,
-                     GROUP_FORMATS, INT_FORMATS, all_16bit, assert_same_bits, bits, fq, info,
+                     GROUP_FORMATS, INT_FORMATS, all_16bit, assert_same_bits, bits, fq, info, saturate_options,
                      int_divisor, is_neg_zero, is_pos_zero, minifloat_grid, num_threads, randn, spec_family,
                      sqnr_db)
 
@@ -82,7 +82,7 @@ def test_sweep_all_16bit_patterns_stochastic(name, dtype):
 @pytest.mark.parametrize("name", ELEMENT_FORMATS)
 def test_sweep_element_formats_saturation_modes(name):
     x = all_16bit(torch.bfloat16).to(F32)
-    for sat in (True, False):
+    for sat in saturate_options(name)[1:]:
         check_vs_ref(x, name, "bf16 patterns as f32", saturate=sat)
 
 
@@ -179,6 +179,17 @@ ELEMENT_TIES = {
     "fp16": [(1 + 2.0**-11, 1.0), (1 + 3 * 2.0**-11, 1 + 2.0**-9), (2049.0, 2048.0), (2051.0, 2052.0),
              (2.0**-25, 0.0), (3 * 2.0**-25, 2.0**-23), (65519.0, 65504.0), (65520.0, math.inf),
              (-2049.0, -2048.0), (-2.0**-25, NZ)],
+    # FORMATS.md section 3's FP4 E2M1 thresholds: |y| <= 0.25 -> 0; < 0.75 -> 0.5; <= 1.25 -> 1; < 1.75 -> 1.5;
+    # <= 2.5 -> 2; < 3.5 -> 3; <= 5 -> 4; > 5 -> 6 (saturating)
+    "fp4_e2m1": [(0.25, 0.0), (0.2500001, 0.5), (0.7499999, 0.5), (0.75, 1.0), (1.25, 1.0), (1.2500001, 1.5),
+                 (1.7499999, 1.5), (1.75, 2.0), (2.5, 2.0), (2.5000002, 3.0), (3.4999998, 3.0), (3.5, 4.0),
+                 (5.0, 4.0), (5.0000005, 6.0), (100.0, 6.0), (math.inf, 6.0), (-0.25, NZ), (-3.5, -4.0),
+                 (-1e30, -6.0)],
+    # fp3_e2m0: grid 0, 1, 2, 4 (M = 0: no subnormal besides 0; FORMATS.md: max 4). Ties as the sources round,
+    # round(|x| / 2^(e - M)) half to even: 3 = 1.5 * 2^1 -> 2 * 2^1 = 4 (with no mantissa bits every tie goes up);
+    # below 2^emin = 1 the spacing is 1: 0.5 -> 0
+    "fp3_e2m0": [(0.25, 0.0), (0.5, 0.0), (0.5000001, 1.0), (1.5, 2.0), (2.9, 2.0), (3.0, 4.0), (2.9999998, 2.0),
+                 (6.0, 4.0), (-0.5, NZ), (-3.0, -4.0)],
     "bf16": [(1 + 2.0**-8, 1.0), (1 + 3 * 2.0**-8, 1 + 2.0**-6), (257.0, 256.0), (259.0, 260.0),
              (2.0**-134, 0.0), (3 * 2.0**-134, 2.0**-132), (65520.0, 65536.0), (-257.0, -256.0),
              (-2.0**-134, NZ)],
@@ -213,13 +224,16 @@ def element_grid(name):
 @pytest.mark.parametrize("name", ELEMENT_FORMATS)
 def test_element_rne_thresholds_every_grid_interval(name):
     """The FP4 threshold idea on every interval of the grid: the midpoint of adjacent values goes to the one with
-    the even code, one binary32 ulp below goes down, one above goes up; negatives mirror."""
+    the even code, one binary32 ulp below goes down, one above goes up; negatives mirror. Formats without mantissa
+    bits (fp3_e2m0, ...) are the exception above their smallest normal: the sources round |x| / 2^e = 1.5 half to
+    even, so every tie there goes up (the codes of both neighbours have significand 1)."""
     codes, grid = element_grid(name)
     lo, hi = grid[:-1], grid[1:]
     mid = (lo + hi) / 2
     mid32 = mid.to(F32)
     assert torch.equal(mid32.to(torch.float64), mid), "midpoints must be exact in binary32"
-    even_hi = (codes[1:] % 2) == 0
+    spec = ELEMENT_SPEC[name]
+    even_hi = ((codes[1:] % 2) == 0) | ((spec["mbits"] == 0) & (lo >= spec["min_normal"]))
     tie_to = torch.where(even_hi, hi, lo)
     below = torch.nextafter(mid32, torch.tensor(-math.inf))
     above = torch.nextafter(mid32, torch.tensor(math.inf))
@@ -452,16 +466,26 @@ OVERFLOW_SPEC = {
     "fp8_e5m2": (57344.0, True, math.inf),
     "fp16": (65504.0, False, math.inf),
     "bf16": (3.3895313892515355e38, False, math.inf),
+    # minifloats: every code finite, always saturating (saturate=False is refused)
+    "fp4_e2m1": (6.0, True, None),
+    "fp5_e2m2": (7.0, True, None),
+    "fp6_e3m2": (28.0, True, None),
+    "fp3_e2m0": (4.0, True, None),
 }
-# 0.9 * max (as binary32) rounded to the grid, hand-computed
-NINE_TENTHS = {"fp8_e4m3": 416.0, "fp8_e5m2": 49152.0, "fp16": 58944.0, "bf16": 3.0572243903053065e38}
+# 0.9 * max (as binary32) rounded to the grid, hand-computed (fp4_e2m1: 5.4 > 5 -> 6; fp5_e2m2: 6.3 on the unit grid
+# of [4, 8) -> 6; fp6_e3m2: 25.2 on the step-4 grid of [16, 32) -> 24; fp3_e2m0: 3.6 > 3 -> 4)
+NINE_TENTHS = {"fp8_e4m3": 416.0, "fp8_e5m2": 49152.0, "fp16": 58944.0, "bf16": 3.0572243903053065e38,
+               "fp4_e2m1": 6.0, "fp5_e2m2": 6.0, "fp6_e3m2": 24.0, "fp3_e2m0": 4.0}
 
 
-@pytest.mark.parametrize("name", ELEMENT_FORMATS)
+@pytest.mark.parametrize("name", sorted(OVERFLOW_SPEC))
 @pytest.mark.parametrize("saturate", [None, True, False])
 def test_element_overflow(name, saturate):
-    assert name in OVERFLOW_SPEC, f"add {name} to OVERFLOW_SPEC"
     mx, sat_default, over = OVERFLOW_SPEC[name]
+    if over is None and saturate is False:
+        with pytest.raises(ValueError, match="saturate=False"):
+            fq(t32([1.0]), name, saturate=False)
+        return
     sat = sat_default if saturate is None else saturate
     big = [mx * k for k in (1.1, 2.0, 10.0)] + [FLT_MAX, math.inf]
     big = [v for v in big if v > mx]
@@ -618,7 +642,9 @@ def test_nan_inf_each_position(name, gs, special):
     assert_same_bits(y[~poisoned], clean[~poisoned], f"{name} g={gs}: neighbours of a {special} changed")
     if fam == "float":
         got = y[poisoned]
-        mx, sat, over = OVERFLOW_SPEC[name]
+        spec = ELEMENT_SPEC[name]
+        mx, sat, over = OVERFLOW_SPEC.get(name) or (spec["max"], spec["saturates"],
+                                                    math.inf if spec["has_inf"] else math.nan)
         if math.isnan(special):
             assert bool(torch.isnan(got).all())
         else:
@@ -663,10 +689,13 @@ def predicted_sqnr_db(x, name, gs):
     fam, b = spec_family(name)
     x = x.to(torch.float64)
     if fam == "float":
+        # values beyond max saturate: their error is |x| - max, not a step's noise (fp8_e1m6's max is 3.97)
         spec = ELEMENT_SPEC[name]
         a = x.abs()
         e = torch.floor(torch.log2(a)).clamp(min=spec["emin"])
-        noise = (torch.pow(2.0, e - spec["mbits"]) ** 2 / 12).sum()
+        clipped = a > spec["max"]
+        step_noise = torch.pow(2.0, e - spec["mbits"]) ** 2 / 12
+        noise = step_noise[~clipped].sum() + ((a - spec["max"]) ** 2)[clipped].sum()
     else:
         xg = _groups64(x, name, gs)
         amax = xg.abs().amax(1)
@@ -683,9 +712,10 @@ def predicted_sqnr_db(x, name, gs):
 @pytest.mark.parametrize("name", ALL_FORMATS)
 def test_sqnr_within_model_band(name):
     """Floor and ceiling: measured SQNR within 0.75 dB of the uniform-noise model (3 dB at 2 bits, where the
-    model is rough). One missing bit is -6 dB; a quantizer that does nothing is +inf."""
+    model is rough, and 1.5 dB for minifloats without mantissa bits, whose one step per binade is far from
+    uniform noise). One missing bit is -6 dB; a quantizer that does nothing is +inf."""
     fam, b = spec_family(name)
-    tol = 3.0 if b <= 2 else 0.75
+    tol = 3.0 if b <= 2 else (1.5 if fam == "float" and ELEMENT_SPEC[name]["mbits"] == 0 else 0.75)
     for seed in (0, 1, 2):
         x = randn((32, 512), seed=100 + seed)
         for gs in (None,) if fam == "float" else (None, 32, "tensor"):
@@ -765,7 +795,7 @@ if given is not None:
         dtype = draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
         if info(name).elementwise:
             gs = None
-            sat = draw(st.sampled_from([None, True, False]))
+            sat = draw(st.sampled_from(saturate_options(name)))
         else:
             gs = draw(st.one_of(st.none(), st.integers(1, 70), st.sampled_from(["row", "tensor"])))
             sat = None

@@ -17,7 +17,8 @@ import yaml
 import qsparse
 from qsparse import Format, formats, reference
 from helpers import (ALL_FORMATS, CODE_FORMATS, ELEMENT_FORMATS, ELEMENT_SPEC, GROUP_FORMATS, INT_ASYM_RANGE,
-                     INT_FULL_RANGE, INT_SYM_RANGE, all_16bit, assert_same_bits, decode_minifloat, info, spec_family)
+                     INT_FULL_RANGE, INT_SYM_RANGE, MINIFLOAT_MAX, all_16bit, assert_same_bits, decode_minifloat,
+                     info, saturate_options, spec_family)
 
 # ---- item 1: registry constants -------------------------------------------------------------------------------------
 
@@ -26,6 +27,7 @@ EXPECTED_NAMES = (
     [f"int{b}{s}" for b in range(2, 9) for s in ("", "_full", "_asym")]
     + [f"bfp{w}" for w in range(2, 17)]
     + ["fp16", "bf16", "fp8_e4m3", "fp8_e5m2"]
+    + ["fp3_e2m0", "fp4_e2m1", "fp4_e3m0", "fp5_e2m2", "fp5_e3m1", "fp6_e2m3", "fp6_e3m2", "fp7_e4m2", "fp8_e3m4"]
 )
 
 
@@ -116,6 +118,20 @@ def test_reference_float_constants(name):
     assert p["has_inf"] == s["has_inf"] and p["saturates"] == s["saturates"]
 
 
+@pytest.mark.parametrize("name", sorted(MINIFLOAT_MAX))
+def test_minifloat_max_as_typed_in_formats_md(name):
+    assert ELEMENT_SPEC[name]["max"] == MINIFLOAT_MAX[name]
+    assert info(name).max_normal == MINIFLOAT_MAX[name]
+    assert reference.float_params(name)["max"] == MINIFLOAT_MAX[name]
+
+
+@pytest.mark.parametrize("name", [n for n in ELEMENT_FORMATS if not (info(n).has_inf or info(n).has_nan)])
+def test_finite_grids_refuse_saturate_false(name):
+    with pytest.raises(ValueError, match="saturate=False"):
+        Format(name, saturate=False)
+    assert Format(name, saturate=True).saturate is True
+
+
 def test_float_spot_values():
     # literal anchors (FORMATS.md section 3 and the IEEE / OCP documents)
     assert info("fp8_e4m3").max_normal == 448.0 and info("fp8_e4m3").bias == 7
@@ -159,6 +175,12 @@ ALIASES = {
     "hbfp8": "bfp8",
     "hbfp4": "bfp4",
     "hbfp16": "bfp16",
+    "e2m1": "fp4_e2m1",
+    "fp4_e2m1fn": "fp4_e2m1",
+    "float4_e2m1fn": "fp4_e2m1",
+    "e3m2": "fp6_e3m2",
+    "float6_e2m3fn": "fp6_e2m3",
+    "E2M2": "fp5_e2m2",
 }
 
 
@@ -283,7 +305,8 @@ def _sample_formats():
         out.append(Format(name, rounding="stochastic"))
         if info(name).elementwise:
             out.append(Format(name, saturate=True))
-            out.append(Format(name, saturate=False, rounding="stochastic"))
+            if info(name).has_inf or info(name).has_nan:
+                out.append(Format(name, saturate=False, rounding="stochastic"))
         else:
             out += [Format(name, group_size=g) for g in (1, 3, 32, 128, "row", "tensor")]
     return out
@@ -390,7 +413,7 @@ def test_encode_every_code_back_to_itself(name):
     nbits = 1 + spec["ebits"] + spec["mbits"]
     n = 1 << nbits
     values = torch.tensor([decode_minifloat(c, spec) for c in range(n)], dtype=torch.float32)
-    for saturate in (None, False, True):
+    for saturate in saturate_options(name):
         got = qsparse.encode(values, name, saturate=saturate)
         assert got.dtype == torch.uint8 and got.shape == values.shape
         for c in range(n):
@@ -418,18 +441,26 @@ def test_codes_are_monotone(name):
     assert spec["min_normal"] in finite
 
 
-@pytest.mark.parametrize("name", CODE_FORMATS)
-@pytest.mark.parametrize("saturate", [None, False])
+@pytest.mark.parametrize("name,saturate", [(n, s) for n in CODE_FORMATS for s in saturate_options(n) if s is not True])
 def test_encode_all_bf16_values(name, saturate):
     """Every bf16 value (as float32) encodes to the code of its RNE rounding: decode(encode(x)) is the reference
-    rounding, bit for bit (NaN where the reference has NaN)."""
+    rounding, bit for bit (NaN where the reference has NaN; a grid without NaN gets no NaN input)."""
     x = all_16bit(torch.bfloat16).to(torch.float32)
+    if not info(name).has_nan:
+        x = x[~torch.isnan(x)]
     codes = qsparse.encode(x, name, saturate=saturate)
     back = qsparse.decode(codes, name)
     expected = reference.round_float(x, name, saturate=saturate)
     assert_same_bits(back, expected, f"decode(encode(x)) {name}", inputs=x)
     # and that rounding is what the element-wise fake quantization does
     assert_same_bits(qsparse.fake_quant(x, name, saturate=saturate), back, f"fake_quant {name}", inputs=x)
+
+
+def test_encode_refuses_nan_without_a_nan_code():
+    with pytest.raises(ValueError, match="no NaN code"):
+        qsparse.encode(torch.tensor([1.0, math.nan, 2.0]), "fp4_e2m1")
+    # Inf saturates: 1.0 = 0b0010, +Inf -> 6.0 = 0b0111, -7.0 -> -6.0 = 0b1111
+    assert qsparse.encode(torch.tensor([1.0, math.inf, -7.0]), "fp4_e2m1").tolist() == [0x2, 0x7, 0xF]
 
 
 def test_encode_hand_values():
@@ -461,3 +492,30 @@ def test_codec_argument_errors():
         qsparse.decode(torch.zeros(3, dtype=torch.uint8), "fp16")
     assert qsparse.encode(torch.zeros(0), "fp8_e4m3").shape == (0,)
     assert qsparse.decode(torch.zeros(2, 0, dtype=torch.uint8), "fp8_e5m2").shape == (2, 0)
+
+
+# ---- describe: grids and storage cost (hand values: FORMATS.md section 3 and the issue's examples) ------------------
+
+
+def test_describe_int_group_overhead():
+    d = formats.describe("int4", 128)  # one fp16 scale per 128 elements
+    assert d.bits_per_element == 4.125 and d.overhead_bits == 16 / 128 and d.element_bits == 4
+    assert d.grid == tuple(float(q) for q in range(8))
+    d = formats.describe("int4_asym", 64)  # fp16 scale + 4-bit zero point per 64
+    assert d.bits_per_element == 4 + 20 / 64
+    assert formats.describe("int8", "row", row_length=4096).bits_per_element == 8 + 16 / 4096
+    assert formats.describe("int8").overhead_bits is None  # a row of unknown length
+    assert formats.describe("int8", scale_bits=32, row_length=1024).bits_per_element == 8 + 32 / 1024
+
+
+def test_describe_bfp_and_elementwise():
+    d = formats.describe("bfp8")  # HBFP block 32, one 8-bit exponent
+    assert d.bits_per_element == 8.25 and d.grid[-1] == 127.0
+    assert formats.describe("bfp4", 16).bits_per_element == 4.5
+    d = formats.describe("fp4_e2m1")
+    assert d.grid == (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    assert d.bits_per_element == 4 and d.max == 6.0 and d.has_subnormals and not d.has_inf and not d.has_nan
+    assert formats.describe("fp3_e2m0").grid == (0.0, 1.0, 2.0, 4.0)
+    d = formats.describe("fp8_e4m3")
+    assert d.grid[-1] == 448.0 and d.grid[1] == 2.0**-9 and len(d.grid) == 127  # 0x00..0x7e; 0x7f is NaN
+    assert formats.describe("fp16").grid is None and formats.describe("fp16").bits_per_element == 16

@@ -135,10 +135,12 @@ static int is_element_format(int32_t f) {
     return qs_format_get(f, &info) == QS_OK && info.family == QS_FAMILY_FLOAT;
 }
 
-static int has_codes(int32_t f) {
+static uint32_t fz_flags(int32_t f) {
     qs_format_info info;
-    return qs_format_get(f, &info) == QS_OK && (info.flags & QS_FMT_HAS_CODES) != 0u;
+    return qs_format_get(f, &info) == QS_OK ? info.flags : 0u;
 }
+
+static int has_codes(int32_t f) { return (fz_flags(f) & QS_FMT_HAS_CODES) != 0u; }
 
 /* a + b clamped to the int64 range (the decoder must not overflow on extreme sizes itself) */
 static int64_t sat_add(int64_t a, int64_t b) {
@@ -345,8 +347,11 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     if (k->p.format < 0 || k->p.format >= g_count) return QS_ERR_INVALID_FORMAT;
     if (k->p.rounding < 0 || k->p.rounding >= QS_ROUNDING_COUNT_) return QS_ERR_INVALID_ROUNDING;
     if (k->p.saturate < -1 || k->p.saturate > 1) return QS_ERR_INVALID_ARGUMENT;
-    if (k->p.group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     qs_format_get(k->p.format, &info);
+    /* an element grid without Inf and NaN cannot overflow to anything but its max */
+    if (k->p.saturate == 0 && info.family == QS_FAMILY_FLOAT && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN)))
+        return QS_ERR_INVALID_ARGUMENT;
+    if (k->p.group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     if (info.family == QS_FAMILY_FLOAT && k->p.group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
     if (k->mask_mode < 0 || k->mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (k->mask_mode != QS_MASK_NONE) EXPECT(fz_expect_stride(k->rows, k->cols, k->ms));
@@ -382,13 +387,25 @@ static int32_t fz_expect_magnitude(const fz_case *k, int w_null, int m_null) {
     return QS_OK;
 }
 
-static int32_t fz_expect_codec(const fz_case *k, int encode, int in_null, int out_null) {
+/* `vals`: the encode input (n floats, or NULL when n does not fit the buffers: the call is then skipped), read for
+   NaN, which a grid without NaN codes refuses */
+static int32_t fz_expect_codec(const fz_case *k, int encode, int in_null, int out_null, const uint8_t *vals) {
+    int64_t i;
     if (k->n < 0) return QS_ERR_INVALID_SIZE;
     if (k->cfmt < 0 || k->cfmt >= g_count) return QS_ERR_INVALID_FORMAT;
     if (!has_codes(k->cfmt)) return QS_ERR_UNSUPPORTED;
     if (encode && (k->csat < -1 || k->csat > 1)) return QS_ERR_INVALID_ARGUMENT;
+    if (encode && k->csat == 0 && !(fz_flags(k->cfmt) & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN)))
+        return QS_ERR_INVALID_ARGUMENT;
     if (k->n == 0) return QS_OK;
     if (in_null || out_null) return QS_ERR_NULL_POINTER;
+    if (encode && vals != NULL && !(fz_flags(k->cfmt) & QS_FMT_HAS_NAN)) {
+        for (i = 0; i < k->n; i++) {
+            float v;
+            memcpy(&v, vals + i * 4, 4u);
+            if (qt_isnan_f32(v)) return QS_ERR_INVALID_ARGUMENT;
+        }
+    }
     return QS_OK;
 }
 
@@ -647,7 +664,7 @@ static void fz_codec(const fz_case *k) {
     cp = k->null_x ? NULL : codes.data;
     vp = k->null_y ? NULL : (float *)(void *)vals.data;
 
-    want = fz_expect_codec(k, 0, cp == NULL, vp == NULL);
+    want = fz_expect_codec(k, 0, cp == NULL, vp == NULL, NULL);
     snprintf(g_args, sizeof g_args, "qs_decode_cpu(format %d, n %lld, codes%s, x%s)", k->cfmt, (long long)k->n,
              cp ? "" : "=NULL", vp ? "" : "=NULL");
     g_calls[E_DEC]++;
@@ -665,7 +682,7 @@ static void fz_codec(const fz_case *k) {
     /* encode the decoded values (or, when decoding failed, whatever the payload holds as floats) */
     if (!(want == QS_OK && k->n > 0 && fits)) fz_fill_values(k, vals.data, QS_DTYPE_F32, 1, (int64_t)n, (int64_t)n);
     qt_snap(&vals);
-    want = fz_expect_codec(k, 1, k->null_y, k->null_x);
+    want = fz_expect_codec(k, 1, k->null_y, k->null_x, fits ? vals.data : NULL);
     snprintf(g_args, sizeof g_args, "qs_encode_cpu(format %d, saturate %d, n %lld, x%s, codes%s)", k->cfmt, k->csat,
              (long long)k->n, k->null_y ? "=NULL" : "", k->null_x ? "=NULL" : "");
     g_calls[E_ENC]++;

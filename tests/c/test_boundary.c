@@ -370,8 +370,14 @@ static void test_fake_quant_args(void) {
                QS_ERR_INVALID_ARGUMENT);
         }
         for (i = -1; i <= 1; i++) {
+            qs_format_info fi;
+            int32_t finite_grid;
+            CHECK(qs_format_get(f, &fi) == QS_OK, "qs_format_get(%d)", f);
+            /* saturate = 0 is refused where an element grid has no Inf or NaN to overflow to */
+            finite_grid = fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN));
             snprintf(what, sizeof what, "format %d saturate %d", f, i);
-            FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i), QS_OK);
+            FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i),
+               finite_grid && i == 0 ? QS_ERR_INVALID_ARGUMENT : QS_OK);
         }
     }
     FQ("saturate before group", (a_.p.saturate = 2, a_.p.group_size = -2), QS_ERR_INVALID_ARGUMENT);
@@ -823,6 +829,8 @@ static void guard_fake_quant(void) {
                                    pairs (none, rne), (before, stochastic), (after, rne), default saturation */
                                 const int big = si == BIG_SHAPE;
                                 if (big && (((mm + rnd) & 1) != 0 || sat != -1)) continue;
+                                /* saturate = 0 is refused on element grids without Inf and NaN (checked above) */
+                                if (sat == 0 && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) continue;
                                 const uint8_t *mp = mm == QS_MASK_NONE ? NULL : m.data;
                                 int64_t msx = mm == QS_MASK_NONE ? 0 : sh->ms;
                                 char ctx[200];
@@ -1040,7 +1048,9 @@ static void guard_codec(void) {
             qt_snap(&x);
             qt_fill_pattern(&c);
             qt_snap(&c);
-            st = qs_encode_cpu(f, 0, n, (const float *)(void *)x.data, c.data);
+            /* (a finite grid refuses saturate = 0: it has nothing to overflow to) */
+            st = qs_encode_cpu(f, (info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN)) ? 0 : 1, n,
+                               (const float *)(void *)x.data, c.data);
             calls++;
             CHECK(st == QS_OK, "encode %s n %lld: status %d", info.name, (long long)n, st);
             d = qt_first_stray(&c, 1, n, n, 1u);
@@ -1062,9 +1072,37 @@ static void guard_codec(void) {
                           (double)v, c.data[i]);
                 }
             }
-            /* encode arbitrary values, every saturate mode, with guards */
+            /* encode arbitrary values, every saturate mode the grid accepts, with guards. A grid without NaN
+               refuses NaN input (status, codes untouched); its NaNs are then replaced by zeros and encoded. */
             for (sat = -1; sat <= 1; sat++) {
+                const int has_nan = (info.flags & QS_FMT_HAS_NAN) != 0;
+                int64_t nans = 0;
+                if (sat == 0 && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) continue;
                 qt_fill_tensor(back.data, QS_DTYPE_F32, 1, n, n, &s, QT_VALUES_SPECIAL);
+                if (!has_nan) {
+                    for (i = 0; i < n; i++) {
+                        float v;
+                        memcpy(&v, back.data + i * 4, 4);
+                        if (qt_isnan_f32(v)) nans++;
+                    }
+                    if (nans > 0) {
+                        qt_snap(&back);
+                        qt_fill_pattern(&c);
+                        qt_snap(&c);
+                        st = qs_encode_cpu(f, sat, n, (const float *)(void *)back.data, c.data);
+                        calls++;
+                        CHECK(st == QS_ERR_INVALID_ARGUMENT, "encode %s with NaN: status %d, want refusal",
+                              info.name, st);
+                        d = qt_first_change(&c);
+                        CHECK(d == QT_CLEAN, "encode %s with NaN: codes changed at byte %lld", info.name,
+                              (long long)d);
+                        for (i = 0; i < n; i++) {
+                            float v;
+                            memcpy(&v, back.data + i * 4, 4);
+                            if (qt_isnan_f32(v)) memset(back.data + i * 4, 0, 4);
+                        }
+                    }
+                }
                 qt_snap(&back);
                 qt_fill_pattern(&c);
                 qt_snap(&c);
