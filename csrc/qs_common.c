@@ -15,7 +15,9 @@ QS_STATIC_ASSERT(offsetof(qs_quant_params, saturate) == 24, "qs_quant_params.sat
 QS_STATIC_ASSERT(offsetof(qs_quant_params, reserved) == 32, "qs_quant_params.reserved offset");
 QS_STATIC_ASSERT(offsetof(qs_format_info, default_group) == 48, "qs_format_info.default_group offset");
 QS_STATIC_ASSERT(offsetof(qs_format_info, max_normal) == 64, "qs_format_info.max_normal offset");
-QS_STATIC_ASSERT(sizeof(qs_format_info) == 88, "qs_format_info layout");
+QS_STATIC_ASSERT(offsetof(qs_format_info, default_scale_mode) == 88, "qs_format_info.default_scale_mode offset");
+QS_STATIC_ASSERT(sizeof(qs_format_info) == 96, "qs_format_info layout");
+QS_STATIC_ASSERT(offsetof(qs_quant_params, scale_mode) == 28, "qs_quant_params.scale_mode offset");
 
 int32_t qs_abi_version(void) { return QS_ABI_VERSION; }
 

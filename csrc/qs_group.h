@@ -60,7 +60,69 @@ typedef struct qs_gparams {
     float r;      /* BFP: 1 / s, exact (s is a power of two) */
 } qs_gparams;
 
-/* The group's constants from its range (FORMATS.md sections 1-2), in the sources' binary32 operation order. */
+/* RNE of a positive normal binary32 value to `mbits` mantissa bits (no overflow handling: callers clamp). */
+QS_HD float qs_round_mantissa(float a, int32_t mbits) {
+    const uint32_t b = qs_f2u(a), shift = (uint32_t)(23 - mbits);
+    const uint32_t half = 1u << (shift - 1u), odd = (b >> shift) & 1u;
+    return qs_u2f((b + half - 1u + odd) & ~((1u << shift) - 1u));
+}
+
+/* The tensor scale of QS_SCALE_MODE_E4M3 from the tensor's range: amax / (max_elem * 448); NaN when the tensor
+   holds a NaN or Inf. */
+QS_HD float qs_tensor_scale(const qs_kernel_traits *kt, qs_range r) {
+    return r.amax_bits >= QS_F32_INF_BITS ? qs_qnan() : qs_u2f(r.amax_bits) / kt->tdiv;
+}
+
+/* A QS_FAMILY_SCALED group's scale from its finite max |x| (bit pattern b), FORMATS.md sections 3-5 and torchao's
+   to_mx / nvfp4_quantize: power-of-two exponents in integers with explicit clamps. */
+QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
+    const float amax = qs_u2f(b);
+    const int32_t mode = kt->scale_mode;
+    if (mode == QS_SCALE_MODE_AMAX) {
+        g->s = amax / kt->ft.max_normal;
+        if (g->s == 0.0f) g->mode = QS_GP_ZERO;
+    } else if (mode == QS_SCALE_MODE_E4M3 || mode == QS_SCALE_MODE_E4M3_BLOCK) {
+        float bs = amax / kt->ft.max_normal;
+        if (mode == QS_SCALE_MODE_E4M3) {
+            if (!(kt->tscale == kt->tscale)) { /* the tensor holds a NaN or Inf */
+                g->mode = QS_GP_NAN;
+                return;
+            }
+            if (kt->tscale == 0.0f) { /* an all-zero tensor (torchao divides 0 by 0 here) */
+                g->mode = QS_GP_ZERO;
+                return;
+            }
+            bs = bs / kt->tscale;
+        }
+        bs = qs_clampf(bs, 0.015625f, 448.0f); /* [E4M3's smallest normal 2^-6 (torchao's E4M3_EPS), max] */
+        bs = qs_round_mantissa(bs, 3);
+        g->s = mode == QS_SCALE_MODE_E4M3 ? kt->tscale * bs : bs;
+        if (g->s == 0.0f) g->mode = QS_GP_ZERO; /* a subnormal tensor scale times a small block scale */
+    } else {
+        int32_t e;
+        if (mode == QS_SCALE_MODE_RCEIL) {
+            /* descale = amax * (1 / max_elem), rounded up to a power of two; binary32 subnormals above 2^-127 go
+               to 2^-126 */
+            const uint32_t d = qs_f2u(amax * kt->rcp_max);
+            const int32_t ex = (int32_t)(d >> 23), man = (int32_t)(d & 0x7fffffu);
+            e = ex + (ex == 0 ? man > 0x400000 : man != 0) - 127;
+        } else {
+            /* EVEN rounds amax to the element's mantissa width first (a carry may reach the Inf exponent) */
+            const uint32_t bb = mode == QS_SCALE_MODE_EVEN ? (b + kt->even_add) & 0x7f800000u : b;
+            e = (int32_t)(bb >> 23) - 127; /* floor(log2 amax); -127 for zero and binary32 subnormals */
+            if (mode == QS_SCALE_MODE_CEIL) e += (b & 0x7fffffu) != 0u;
+            e -= kt->elem_emax;
+            e = e < -127 ? -127 : e;
+        }
+        if (e > 127) { /* E8M0 has no larger exponent: the block is NaN */
+            g->mode = QS_GP_NAN;
+            return;
+        }
+        g->s = qs_exp2i(e);
+    }
+}
+
+/* The group's constants from its range (FORMATS.md sections 1-5), in the sources' binary32 operation order. */
 QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
     qs_gparams g;
     const float amax = qs_u2f(r.amax_bits);
@@ -89,6 +151,8 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
         if (!qs_isfinite(g.s)) g.mode = QS_GP_NAN; /* the range overflows binary32 */
         else if (g.s == 0.0f) g.mode = QS_GP_ZERO;
         else g.z = qs_rint(-xmin / g.s);
+    } else if (fam == QS_FAMILY_SCALED) {
+        qs_scaled_params(kt, r.amax_bits, &g);
     } else if (fam == QS_FAMILY_BFP) {
         const int32_t e = qs_bfp_exponent(amax);
         g.s = qs_exp2i(e - kt->mbits);
@@ -112,6 +176,11 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
+    if (fam == QS_FAMILY_SCALED) {
+        /* v / s, one correctly rounded division: for a power-of-two s the same bits as torchao's v * (1 / s) */
+        const float q = qs_round_float(v / g->s, &kt->ft, rounding, u24);
+        return qs_clampf(q * g->s, -ymax, ymax);
+    }
     return qs_round_float(v, &kt->ft, rounding, u24);
 }
 

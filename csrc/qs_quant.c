@@ -23,6 +23,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
     case QS_FAMILY_INT_FULL: qs_run_int_full(jb, u0, u1, fixed); break;
     case QS_FAMILY_INT_ASYM: qs_run_int_asym(jb, u0, u1, fixed); break;
     case QS_FAMILY_BFP: qs_run_bfp(jb, u0, u1, fixed); break;
+    case QS_FAMILY_SCALED: qs_run_scaled(jb, u0, u1, fixed); break;
     default: qs_run_float(jb, u0, u1, fixed); break;
     }
 }
@@ -58,8 +59,43 @@ static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     case QS_FAMILY_INT_FULL: return qs_group_params(kt, r, QS_FAMILY_INT_FULL);
     case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
     case QS_FAMILY_BFP: return qs_group_params(kt, r, QS_FAMILY_BFP);
+    case QS_FAMILY_SCALED: return qs_group_params(kt, r, QS_FAMILY_SCALED);
     default: return qs_group_params(kt, r, QS_FAMILY_FLOAT);
     }
+}
+
+/* Units of a job: groups of `group` elements, or row spans of at most QS_SPAN elements when group <= 0. */
+static void job_units(qs_job *jb, int64_t group, int64_t *units, int64_t *per_chunk, int64_t *chunks) {
+    if (group <= 0) jb->group = jb->cols < QS_SPAN ? jb->cols : QS_SPAN;
+    else jb->group = group < jb->cols ? group : jb->cols;
+    jb->units_per_row = (jb->cols + jb->group - 1) / jb->group;
+    *units = jb->rows * jb->units_per_row;
+    *per_chunk = QS_SPAN / jb->group; /* chunks of about QS_SPAN elements, at least one unit each */
+    if (*per_chunk < 1) *per_chunk = 1;
+    *chunks = (*units + *per_chunk - 1) / *per_chunk;
+}
+
+/* The statistics of the whole tensor (after masking with QS_MASK_BEFORE). */
+static qs_range tensor_range(qs_job *jb, int nt) {
+    qs_range total = qs_range_empty();
+    int64_t units, per_chunk, chunks;
+    job_units(jb, 0, &units, &per_chunk, &chunks);
+#pragma omp parallel num_threads(nt)
+    {
+        qs_fpenv env = qs_fpenv_enter();
+        qs_range mine = qs_range_empty();
+        int64_t k;
+#pragma omp for schedule(static)
+        for (k = 0; k < chunks; k++) {
+            int64_t u0 = k * per_chunk;
+            run_units_range(jb, u0, u0 + per_chunk < units ? u0 + per_chunk : units, &mine);
+        }
+#pragma omp critical(qs_range_merge)
+        qs_range_merge(&total, mine);
+        qs_fpenv_leave(env);
+    }
+    (void)nt; /* only read by OpenMP pragmas */
+    return total;
 }
 
 /* ---- entry point ---------------------------------------------------------------------------------------------- */
@@ -93,39 +129,18 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
     nt = qs_thread_count(num_threads, rows * cols);
     (void)nt; /* only read by OpenMP pragmas */
 
-    /* Units: groups; or, for per-tensor calls and element-wise formats, row spans of at most QS_SPAN elements. */
+    /* Per-tensor calls and the tensor scale of QS_SCALE_MODE_E4M3 first reduce the whole tensor. */
     per_tensor = params->group_size == QS_GROUP_TENSOR && kt.family != QS_FAMILY_FLOAT;
     spans = per_tensor || kt.family == QS_FAMILY_FLOAT;
-    if (spans) jb.group = cols < QS_SPAN ? cols : QS_SPAN;
-    else jb.group = params->group_size > 0 && params->group_size < cols ? params->group_size : cols;
-    jb.units_per_row = (cols + jb.group - 1) / jb.group;
-    units = rows * jb.units_per_row;
-    per_chunk = QS_SPAN / jb.group; /* chunks of about QS_SPAN elements, at least one unit each */
-    if (per_chunk < 1) per_chunk = 1;
-    chunks = (units + per_chunk - 1) / per_chunk;
-
-    if (per_tensor) {
-        qs_range total = qs_range_empty();
-#pragma omp parallel num_threads(nt)
-        {
-            qs_fpenv env = qs_fpenv_enter();
-            qs_range mine = qs_range_empty();
-            int64_t k;
-#pragma omp for schedule(static)
-            for (k = 0; k < chunks; k++) {
-                int64_t u0 = k * per_chunk;
-                run_units_range(&jb, u0, u0 + per_chunk < units ? u0 + per_chunk : units, &mine);
-            }
-#pragma omp critical(qs_range_merge)
-            qs_range_merge(&total, mine);
-            qs_fpenv_leave(env);
-        }
-        {
-            qs_fpenv env = qs_fpenv_enter();
-            fixed = tensor_params(&kt, total);
-            qs_fpenv_leave(env);
-        }
+    if (per_tensor || (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3)) {
+        const qs_range total = tensor_range(&jb, nt);
+        qs_fpenv env = qs_fpenv_enter();
+        if (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3) kt.tscale = qs_tensor_scale(&kt, total);
+        if (per_tensor) fixed = tensor_params(&kt, total);
+        qs_fpenv_leave(env);
     }
+    /* Units: groups; or, for per-tensor calls and element-wise formats, row spans of at most QS_SPAN elements. */
+    job_units(&jb, spans ? 0 : (params->group_size > 0 ? params->group_size : cols), &units, &per_chunk, &chunks);
 #pragma omp parallel num_threads(nt)
     {
         qs_fpenv env = qs_fpenv_enter();

@@ -54,7 +54,6 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
                                           qs_kernel_traits *kt) {
     int i;
     if (p == NULL) return QS_ERR_NULL_POINTER;
-    if (p->reserved0 != 0) return QS_ERR_INVALID_ARGUMENT;
     for (i = 0; i < 4; i++)
         if (p->reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     QS_TRY(qs_check_sizes(rows, cols));

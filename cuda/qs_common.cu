@@ -11,7 +11,8 @@
 /* The layouts Python mirrors with ctypes, pinned here too: both libraries must agree with qsparse/_lib.py. */
 static_assert(sizeof(qs_quant_params) == 64, "qs_quant_params layout");
 static_assert(offsetof(qs_quant_params, seed) == 16, "qs_quant_params.seed offset");
-static_assert(sizeof(qs_format_info) == 88, "qs_format_info layout");
+static_assert(offsetof(qs_quant_params, scale_mode) == 28, "qs_quant_params.scale_mode offset");
+static_assert(sizeof(qs_format_info) == 96, "qs_format_info layout");
 
 int32_t qs_abi_version(void) { return QS_ABI_VERSION; }
 

@@ -7,7 +7,9 @@
  *
  * Units are the CPU library's: groups of G consecutive elements of a row (a partial last group is a group of its
  * own), a whole row for QS_GROUP_ROW (or G >= cols), the whole tensor for QS_GROUP_TENSOR; element-wise formats
- * (QS_FAMILY_FLOAT) have no units. The group statistics (max |x| bits, or order-key min and max for int{b}_asym,
+ * (QS_FAMILY_FLOAT) have no units; the NVFP4 tensor scale (QS_SCALE_MODE_E4M3) comes from a first pass over the
+ * whole tensor (qs_fq_tensor_stats, read through jb.tstats). The group statistics (max |x| bits, or order-key min
+ * and max for int{b}_asym,
  * after masking with QS_MASK_BEFORE), the group parameters and the element math are the CPU's own code:
  * csrc/qs_group.h and csrc/qs_scalar.h. The build uses --fmad=false and IEEE division, so every operation rounds as
  * on the CPU.
@@ -65,7 +67,9 @@ typedef struct qs_fq_job {
     int32_t seg_log2;      /* warp kernel: log2 of the lanes per group */
     int32_t vec_ok;        /* warp kernel: x, y, their row strides and G * element size are multiples of 16 bytes */
     int32_t contiguous;    /* flat kernels: every row stride equals cols (or one row), so memory index == flat */
+    const int32_t *tstats; /* QS_SCALE_MODE_E4M3: the statistics of the whole tensor (its tensor scale), else NULL */
 } qs_fq_job;
+
 
 /* ---- group statistics: qs_range of qs_group.h, reduced over lanes, blocks and atomics (min/max reductions do not
    depend on their order, so every split gives the CPU's range) -------------------------------------------------- */
@@ -145,6 +149,19 @@ static __device__ __forceinline__ qs_range qs_range_load(const int32_t *slot) {
     r.kmax = slot[1];
     r.amax_bits = (uint32_t)slot[2];
     return r;
+}
+
+/* A group's constants (qs_group_params), with the tensor scale of QS_SCALE_MODE_E4M3 read from jb.tstats. */
+template <int FAM>
+static __device__ __forceinline__ qs_gparams qs_fq_params(const qs_fq_job &jb, qs_range rg) {
+    if constexpr (FAM == QS_FAMILY_SCALED) {
+        if (jb.tstats != NULL) {
+            qs_kernel_traits kt = jb.kt;
+            kt.tscale = qs_tensor_scale(&jb.kt, qs_range_load(jb.tstats));
+            return qs_group_params(&kt, rg, FAM);
+        }
+    }
+    return qs_group_params(&jb.kt, rg, FAM);
 }
 
 /* The output of one element (qs_group.h's math, masked as apply_span() of qs_quant.c does). v is the stored value,
@@ -307,7 +324,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
 #pragma unroll
         for (int r = 0; r < R; r++) {
             if (valid[r] == 0u) continue;
-            const qs_gparams g = qs_group_params(&jb.kt, rg[r], FAM);
+            const qs_gparams g = qs_fq_params<FAM>(jb, rg[r]);
             const uint64_t flat0 = (uint64_t)row[r] * (uint64_t)jb.cols + (uint64_t)c0[r] + (uint64_t)j0;
             const int64_t yo = row[r] * jb.y_stride + c0[r] + j0;
             float y[K];
@@ -366,7 +383,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_block_kernel(const qs
         }
         /* every read of the group happens before this barrier, every write after it (in-place safety) */
         rg = qs_range_reduce_block<FAM>(rg);
-        const qs_gparams g = qs_group_params(&jb.kt, rg, FAM);
+        const qs_gparams g = qs_fq_params<FAM>(jb, rg);
         const uint64_t flat0 = (uint64_t)row * (uint64_t)jb.cols + (uint64_t)c0;
 #pragma unroll
         for (int k = 0; k < QS_BLOCK_CACHE; k++) {
@@ -418,7 +435,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_tile_apply_kernel(con
     for (int64_t t = blockIdx.x; t < tiles; t += gridDim.x) {
         int64_t u, row, c0, j0, j1;
         qs_tile_span(jb, t, &u, &row, &c0, &j0, &j1);
-        const qs_gparams g = qs_group_params(&jb.kt, qs_range_load(&stats[3 * u]), FAM);
+        const qs_gparams g = qs_fq_params<FAM>(jb, qs_range_load(&stats[3 * u]));
         const uint64_t flat0 = (uint64_t)row * (uint64_t)jb.cols + (uint64_t)c0;
         for (int64_t j = j0 + threadIdx.x; j < j1; j += QS_THREADS)
             qs_fq_element<DT, FAM>(jb, g, flat0 + (uint64_t)j, row * jb.x_stride + c0 + j,
@@ -453,7 +470,7 @@ static __device__ __forceinline__ void qs_flat_offsets(const qs_fq_job &jb, int6
 template <int DT, int FAM, int VEC>
 static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_fq_job jb, const int32_t *stats) {
     qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
-    if constexpr (FAM != QS_FAMILY_FLOAT) g = qs_group_params(&jb.kt, qs_range_load(stats), FAM);
+    if constexpr (FAM != QS_FAMILY_FLOAT) g = qs_fq_params<FAM>(jb, qs_range_load(stats));
     const int64_t n = jb.rows * jb.cols;
     const int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, step = (int64_t)gridDim.x * blockDim.x;
     int64_t tail = 0;
@@ -546,17 +563,41 @@ static void qs_fq_launch_warp(const qs_fq_job &jb, int32_t sms, cudaStream_t st)
     qs_fq_warp_kernel<DT, FAM, K><<<qs_grid(warps, QS_THREADS / 32, sms, 8, 1), QS_THREADS, 0, st>>>(jb);
 }
 
-/* Grouped formats (INT_SYM, INT_FULL, INT_ASYM, BFP). */
+/* Grouped formats (INT_SYM, INT_FULL, INT_ASYM, BFP, SCALED). */
+template <int DT, int FAM>
+static int32_t qs_fq_run_groups(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st);
+
+/* The statistics of the whole tensor into new scratch *stats (freed by the caller with qs_fq_stats_free). */
+template <int DT, int FAM>
+static int32_t qs_fq_tensor_stats(const qs_fq_job &jb, int32_t sms, cudaStream_t st, int32_t **stats) {
+    int32_t status = qs_fq_stats_alloc(1, sms, st, stats);
+    if (status == QS_OK) {
+        qs_fq_flat_range_kernel<DT, FAM><<<qs_grid(jb.rows * jb.cols, QS_THREADS, sms, 8, 1), QS_THREADS, 0, st>>>(
+            jb, *stats);
+        status = qs_cuda_launch_status();
+    }
+    return status;
+}
+
+/* SCALED with QS_SCALE_MODE_E4M3: the tensor's statistics first, then the groups (which read them). */
+template <int DT, int FAM>
+static int32_t qs_fq_run_scaled(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st) {
+    if (jb.kt.scale_mode != QS_SCALE_MODE_E4M3) return qs_fq_run_groups<DT, FAM>(jb, group_size, sms, st);
+    int32_t *stats = NULL;
+    int32_t status = qs_fq_tensor_stats<DT, FAM>(jb, sms, st, &stats);
+    if (status == QS_OK) {
+        jb.tstats = stats;
+        status = qs_fq_run_groups<DT, FAM>(jb, group_size, sms, st);
+        jb.tstats = NULL;
+    }
+    return qs_fq_stats_free(stats, st, status);
+}
+
 template <int DT, int FAM>
 static int32_t qs_fq_run_groups(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st) {
     if (group_size == QS_GROUP_TENSOR) {
         int32_t *stats = NULL;
-        int32_t status = qs_fq_stats_alloc(1, sms, st, &stats);
-        if (status == QS_OK) {
-            qs_fq_flat_range_kernel<DT, FAM><<<qs_grid(jb.rows * jb.cols, QS_THREADS, sms, 8, 1), QS_THREADS, 0, st>>>(
-                jb, stats);
-            status = qs_cuda_launch_status();
-        }
+        int32_t status = qs_fq_tensor_stats<DT, FAM>(jb, sms, st, &stats);
         if (status == QS_OK) status = qs_fq_launch_flat<DT, FAM>(jb, stats, sms, st);
         return qs_fq_stats_free(stats, st, status);
     }
@@ -613,6 +654,7 @@ static int32_t qs_fq_run(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStr
     case QS_FAMILY_INT_FULL: return qs_fq_run_groups<DT, QS_FAMILY_INT_FULL>(jb, group_size, sms, st);
     case QS_FAMILY_INT_ASYM: return qs_fq_run_groups<DT, QS_FAMILY_INT_ASYM>(jb, group_size, sms, st);
     case QS_FAMILY_BFP: return qs_fq_run_groups<DT, QS_FAMILY_BFP>(jb, group_size, sms, st);
+    case QS_FAMILY_SCALED: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED>(jb, group_size, sms, st);
     default: return qs_fq_launch_flat<DT, QS_FAMILY_FLOAT>(jb, NULL, sms, st);
     }
 }

@@ -21,7 +21,7 @@ from typing import Optional
 
 from .errors import QsparseError
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"
 
@@ -35,7 +35,7 @@ class QuantParams(ctypes.Structure):
         ("group_size", c_int64),
         ("seed", c_uint64),
         ("saturate", c_int32),
-        ("reserved0", c_int32),
+        ("scale_mode", c_int32),
         ("reserved", c_int64 * 4),
     ]
 
@@ -61,6 +61,8 @@ class FormatInfo(ctypes.Structure):
         ("max_normal", c_double),
         ("min_normal", c_double),
         ("min_subnormal", c_double),
+        ("default_scale_mode", c_int32),
+        ("reserved0", c_int32),
     ]
 
 

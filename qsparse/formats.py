@@ -4,10 +4,11 @@ Every format is one row of the C table (csrc/qs_format_table.h); :func:`table` r
 library, so there is no second list here. What this module adds is naming: the canonical names of the table
 (``int4``, ``int4_full``, ``int4_asym``, ``bfp8``, ``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2``, the minifloats
 ``fp{w}_e{E}m{M}`` such as ``fp4_e2m1``), the aliases users type (``float16``, ``bfloat16``, ``float8_e4m3fn``,
-``e5m2``, ``e2m1``, ``int4_sym``, ...), and :class:`Format`, a
-format together with the options of one use of it (group size, rounding, saturation).
+``e5m2``, ``e2m1``, ``int4_sym``, ...), the block-scaled formats (``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e3m2``,
+``mxfp6_e2m3``, ``mxfp4``, ``mxint8``, ``nvfp4``) and :class:`Format`, a format together with the options of one use
+of it (group size, rounding, saturation, scale mode).
 
-Definitions of every format are in FORMATS.md (sections 1-3); the numbers below come from the C table.
+Definitions of every format are in FORMATS.md (sections 1-5); the numbers below come from the C table.
 """
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ from typing import Optional, Tuple, Union
 
 from . import _lib
 
-FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float")
-SCALE_KINDS = ("none", "float", "shared_exp")
+FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float", "scaled")
+SCALE_KINDS = ("none", "float", "shared_exp", "e4m3")
+# qs_scale_mode, in C order. "default" is the format's own: "none" for element rows, "floor" for the MX rows,
+# "e4m3" for nvfp4.
+SCALE_MODES = ("default", "none", "amax", "floor", "ceil", "even", "rceil", "e4m3", "e4m3_block")
+_POW2_MODES = ("floor", "ceil", "even", "rceil")
 ROUNDINGS = ("rne", "stochastic")
 
 # qs_format_info.flags
@@ -53,11 +58,19 @@ class FormatInfo:
     has_subnormals: bool
     saturates: bool  # overflow saturates by default
     has_codes: bool  # element codes available (formats.encode / formats.decode)
+    default_scale_mode: str  # one of SCALE_MODES: "none" for element rows
 
     @property
     def elementwise(self) -> bool:
-        """True for formats without a per-group scale (casts such as fp16 or fp8_e4m3)."""
+        """True for formats whose default use has no per-group scale (casts such as fp16 or fp8_e4m3). Element
+        rows of 8 bits or fewer also take a scale: ``Format("fp4_e2m1", group_size=32)``."""
         return self.scale_kind == "none"
+
+    @property
+    def scalable(self) -> bool:
+        """True when the format's elements can be used with a per-group scale (scaled rows, and element rows of
+        8 bits or fewer)."""
+        return self.family == "scaled" or (self.family == "float" and self.has_codes)
 
 
 _table: Optional[Tuple[FormatInfo, ...]] = None
@@ -94,6 +107,7 @@ def table() -> Tuple[FormatInfo, ...]:
                     has_subnormals=bool(flags & _HAS_SUBNORMALS),
                     saturates=bool(flags & _SATURATES),
                     has_codes=bool(flags & _HAS_CODES),
+                    default_scale_mode=SCALE_MODES[r["default_scale_mode"]],
                 )
             )
         _by_name.update((f.name, f) for f in rows)
@@ -119,6 +133,13 @@ _ALIASES = {
     "float8_e4m3": "fp8_e4m3",
     "e5m2": "fp8_e5m2",
     "float8_e5m2": "fp8_e5m2",
+    # block-scaled formats, as the seeds and other libraries spell them
+    "mxfp": "mxfp4",
+    "mxfp4_e2m1": "mxfp4",
+    "mxfp8": "mxfp8_e4m3",
+    "mx_int8": "mxint8",
+    "nvfp": "nvfp4",
+    "nv_fp4": "nvfp4",
 }
 _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
@@ -191,10 +212,42 @@ def check_group_size(info: FormatInfo, group_size: GroupSize, *, param: str = "g
             raise ValueError(f"{param}={group_size!r} is not allowed; use None, a positive int, 'row' or 'tensor'")
     elif not 1 <= group_size < 2**63:
         raise ValueError(f"{param}={group_size} is out of range: a positive int below 2**63 (or None, 'row', 'tensor')")
-    if info.elementwise:
+    if info.elementwise and not info.scalable:
         raise ValueError(f"format {info.name!r} is element-wise (no per-group scale); {param} must be None, "
                          f"got {group_size!r}")
     return group_size
+
+
+def check_scale_mode(info: FormatInfo, scale_mode: Optional[str], group_size: GroupSize) -> str:
+    """The effective scale mode of a format used with ``scale_mode`` (None = default) and ``group_size``.
+
+    Element rows (``fp4_e2m1``, ``fp8_e4m3``, ...) are element-wise unless a group size or a scale mode is given;
+    with a group size alone they take a binary32 ``amax`` scale (amax / max of the grid). MX rows default to
+    ``floor``, nvfp4 to ``e4m3``. INT and BFP scales are fixed by the format."""
+    if scale_mode is not None:
+        if not isinstance(scale_mode, str):
+            raise TypeError(f"scale_mode must be None or a str, got {scale_mode!r}")
+        if scale_mode not in SCALE_MODES[1:]:
+            raise ValueError(f"scale_mode={scale_mode!r} is not supported; allowed: {', '.join(SCALE_MODES[1:])}")
+    if info.family not in ("float", "scaled"):
+        if scale_mode is not None:
+            raise ValueError(f"scale_mode={scale_mode!r} does not apply to {info.name!r}: INT and BFP formats have "
+                             "a fixed scale rule; use None")
+        return "default"
+    if scale_mode is None:
+        if info.family == "scaled":
+            return info.default_scale_mode
+        return "none" if group_size is None else "amax"
+    if scale_mode == "none":
+        if info.family == "scaled":
+            raise ValueError(f"scale_mode='none' is not possible for {info.name!r}, a block-scaled format; use "
+                             f"its element format for element-wise casts")
+        if group_size is not None:
+            raise ValueError(f"scale_mode='none' (element-wise) takes no group_size, got group_size={group_size!r}")
+        return "none"
+    if not info.scalable:
+        raise ValueError(f"scale_mode={scale_mode!r} needs an element format of 8 bits or fewer, not {info.name!r}")
+    return scale_mode
 
 
 @dataclass(frozen=True)
@@ -203,9 +256,10 @@ class Description:
 
     name: str
     group_size: GroupSize
+    scale_mode: str  # the effective scale mode ('default' for INT and BFP, 'none' for element-wise use)
     grid: Optional[Tuple[float, ...]]  # non-negative representable values (formats of 8 bits or fewer), ascending;
     #                                    for INT and BFP the integer codes 0..qmax, in units of the group's scale
-    max: float  # largest finite magnitude (in units of the scale for INT and BFP)
+    max: float  # largest finite magnitude (in units of the scale for INT, BFP and scaled formats)
     min_normal: float
     min_subnormal: float
     has_subnormals: bool
@@ -215,30 +269,51 @@ class Description:
     overhead_bits: Optional[float]  # scale (and zero point) bits per element; None when the group is a row or the
     #                                 tensor and its length was not given
     bits_per_element: float  # element_bits + overhead_bits (element_bits alone when the overhead is unknown)
+    tensor_scale_bits: int  # bits stored once per tensor on top (NVFP4's binary32 tensor scale), else 0
+
+
+def element_grid(info: FormatInfo) -> Tuple[float, ...]:
+    """The non-negative finite values of a float or scaled format's element grid, ascending (from its exponent
+    range and mantissa width: subnormals m * 2^(emin-M), normals up to the table's max)."""
+    m = info.mbits
+    values = {0.0}
+    if info.has_subnormals:
+        values.update(k * 2.0 ** (info.emin - m) for k in range(1, 1 << m))
+    for e in range(info.emin, info.emax + 1):
+        values.update((1.0 + k * 2.0**-m) * 2.0**e for k in range(1 << m))
+    return tuple(sorted(v for v in values if v <= info.max_normal))
 
 
 def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_length: Optional[int] = None,
-             scale_bits: int = 16) -> Description:
+             scale_bits: int = 16, scale_mode: Optional[str] = None) -> Description:
     """The value grid and storage cost of a format with a group size.
 
     Storage conventions: an INT group stores one scale of ``scale_bits`` bits (fp16 by default), an asymmetric one
-    also its zero point in the element width; an HBFP block one 8-bit shared exponent. ``group_size`` None is the
-    format's default (its block for BFP, a row for INT); for a row, pass ``row_length`` to get the overhead.
-    Example: ``describe("int4", 128).bits_per_element == 4.125``."""
-    f = Format.parse(fmt, group_size=group_size) if group_size is not None else Format.parse(fmt)
+    also its zero point in the element width; an HBFP block one 8-bit shared exponent; an MX block one E8M0 byte;
+    an NVFP4 block one E4M3 byte (and the tensor one binary32 scale, reported as ``tensor_scale_bits``); a scaled
+    minifloat group (``scale_mode='amax'``) one scale of ``scale_bits``. ``group_size`` None is the format's
+    default (its block for BFP, MX and NVFP4, a row for INT); for a row, pass ``row_length`` to get the overhead.
+    Examples: ``describe("int4", 128).bits_per_element == 4.125``, ``describe("mxfp4").bits_per_element == 4.25``,
+    ``describe("nvfp4").bits_per_element == 4.5``."""
+    options = {k: v for k, v in (("group_size", group_size), ("scale_mode", scale_mode)) if v is not None}
+    f = Format.parse(fmt, **options)
     info = f.info
+    mode = f.effective_scale_mode
     grid = None
-    if info.family == "float":
+    if info.family in ("float", "scaled"):
         if info.bits <= 8:
-            values = _lib.decode_codes(info.id, bytes(range(1 << (info.bits - 1))))
-            grid = tuple(sorted({v for v in values if v == v and abs(v) != float("inf")}))
+            grid = element_grid(info)
     elif info.bits <= 8:  # integer codes 0..qmax (int_full also has -qmax-1; int_asym codes sit around a zero point)
         grid = tuple(float(q) for q in range(0, info.qmax + 1))
     group = f.group_size if f.group_size is not None else info.default_group
-    if info.elementwise:
+    tensor_bits = 32 if mode == "e4m3" else 0
+    if mode == "none":
         overhead: Optional[float] = 0.0
     else:
-        per_group = 8 if info.family == "bfp" else scale_bits + (info.bits if info.family == "int_asym" else 0)
+        if info.family == "bfp" or mode in _POW2_MODES or mode in ("e4m3", "e4m3_block"):
+            per_group = 8
+        else:
+            per_group = scale_bits + (info.bits if info.family == "int_asym" else 0)
         if isinstance(group, int):
             overhead = per_group / group
         elif group in (None, "row") and row_length:
@@ -246,27 +321,31 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         else:
             overhead = None
     return Description(
-        name=info.name, group_size=f.group_size, grid=grid, max=info.max_normal, min_normal=info.min_normal,
-        min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals, has_inf=info.has_inf,
-        has_nan=info.has_nan, element_bits=info.bits, overhead_bits=overhead,
-        bits_per_element=info.bits + (overhead or 0.0))
+        name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=info.max_normal,
+        min_normal=info.min_normal, min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals,
+        has_inf=info.has_inf and mode == "none", has_nan=info.has_nan and mode == "none", element_bits=info.bits,
+        overhead_bits=overhead, bits_per_element=info.bits + (overhead or 0.0), tensor_scale_bits=tensor_bits)
 
 
 @dataclass(frozen=True)
 class Format:
     """A number format and the options of one use of it.
 
-    ``Format("int4_asym", group_size=32)``; ``Format("fp8_e5m2", saturate=False)``. ``name`` may be any alias and
-    is stored canonical. ``group_size``: None = the format's default (per row for INT, the block size for BFP),
-    an int G = groups of G along the last dimension (a partial last group is its own group), ``"row"``, or
-    ``"tensor"`` (one group). ``rounding``: ``"rne"`` or ``"stochastic"``. ``saturate``: None = the format's
-    default; element formats only.
+    ``Format("int4_asym", group_size=32)``; ``Format("fp8_e5m2", saturate=False)``; ``Format("mxfp4",
+    scale_mode="rceil")``; ``Format("fp4_e2m1", group_size=128)`` (a binary32 scale per group of 128). ``name``
+    may be any alias and is stored canonical. ``group_size``: None = the format's default (per row for INT, the
+    block size for BFP, MX and NVFP4, none for element-wise formats), an int G = groups of G along the last
+    dimension (a partial last group is its own group), ``"row"``, or ``"tensor"`` (one group). ``rounding``:
+    ``"rne"`` or ``"stochastic"``. ``saturate``: None = the format's default; element-wise use only (scaled
+    elements always saturate). ``scale_mode``: None = the format's default, see :func:`check_scale_mode` and
+    ``SCALE_MODES``.
     """
 
     name: str
     group_size: GroupSize = None
     rounding: str = "rne"
     saturate: Optional[bool] = None
+    scale_mode: Optional[str] = None
     version: int = field(default=1, compare=False)
 
     def __post_init__(self):
@@ -274,18 +353,31 @@ class Format:
         object.__setattr__(self, "name", info.name)
         object.__setattr__(self, "rounding", parse_rounding(self.rounding))
         check_group_size(info, self.group_size)
+        mode = check_scale_mode(info, self.scale_mode, self.group_size)
         if self.saturate is not None:
             if not isinstance(self.saturate, bool):
                 raise TypeError(f"saturate must be None or a bool, got {self.saturate!r}")
-            if not info.elementwise:
-                raise ValueError(f"saturate applies to element-wise formats only, not {info.name!r}")
+            if mode != "none" and not self.saturate:
+                raise ValueError(f"saturate=False applies to element-wise formats only; {info.name!r} with scale "
+                                 f"mode {mode!r} always saturates")
             if not self.saturate and not (info.has_inf or info.has_nan):
                 raise ValueError(f"saturate=False is not possible for {info.name!r}: every code is finite (no Inf "
                                  "or NaN to overflow to), so it always saturates")
+            if mode == "default":
+                raise ValueError(f"saturate applies to float formats only, not {info.name!r}")
 
     @property
     def info(self) -> FormatInfo:
         return get(self.name)
+
+    @property
+    def effective_scale_mode(self) -> str:
+        """The scale mode this use runs with: 'default' (INT, BFP), 'none' (element-wise) or a scaled mode."""
+        return check_scale_mode(self.info, self.scale_mode, self.group_size)
+
+    @property
+    def elementwise(self) -> bool:
+        return self.effective_scale_mode == "none"
 
     @classmethod
     def parse(cls, spec: Union[str, "Format"], **options) -> "Format":
@@ -306,11 +398,13 @@ class Format:
             d["rounding"] = self.rounding
         if self.saturate is not None:
             d["saturate"] = self.saturate
+        if self.scale_mode is not None:
+            d["scale_mode"] = self.scale_mode
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Format":
-        allowed = {"name", "group_size", "rounding", "saturate"}
+        allowed = {"name", "group_size", "rounding", "saturate", "scale_mode"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"unknown Format keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -324,5 +418,5 @@ class Format:
 
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
-           "check_group_size",
-           "FAMILIES", "SCALE_KINDS", "ROUNDINGS"]
+           "check_group_size", "check_scale_mode", "element_grid",
+           "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "ROUNDINGS"]

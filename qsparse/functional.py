@@ -51,12 +51,13 @@ def _group_code(info: _formats.FormatInfo, group_size) -> int:
     return group_size
 
 
-def op_args(f: Format) -> Tuple[str, int, int, int]:
+def op_args(f: Format) -> Tuple[str, int, int, int, int]:
     """The arguments of ``qsparse::fake_quant`` that a Format fixes: (name, group code, rounding code,
-    saturate code). Modules compute this once, so that their forward does no parsing."""
+    saturate code, scale mode code). Modules compute this once, so that their forward does no parsing."""
     info = f.info
+    mode = f.effective_scale_mode
     return (info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
-            -1 if f.saturate is None else int(f.saturate))
+            -1 if f.saturate is None else int(f.saturate), _formats.SCALE_MODES.index(mode))
 
 
 def draw_seed() -> int:
@@ -64,12 +65,12 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
-def resolve_format(fmt, group_size=None, rounding=None, saturate=None) -> Format:
+def resolve_format(fmt, group_size=None, rounding=None, saturate=None, scale_mode=None) -> Format:
     """A Format from a name or Format plus call-level overrides (None keeps the Format's own setting)."""
     if not isinstance(fmt, (str, Format)):
         raise TypeError(f"fmt must be a format name or a qsparse.Format, got {type(fmt).__name__}")
-    overrides = {k: v for k, v in (("group_size", group_size), ("rounding", rounding), ("saturate", saturate))
-                 if v is not None}
+    overrides = {k: v for k, v in (("group_size", group_size), ("rounding", rounding), ("saturate", saturate),
+                                   ("scale_mode", scale_mode)) if v is not None}
     return Format.parse(fmt, **overrides)
 
 
@@ -81,6 +82,7 @@ def fake_quant(
     rounding: Optional[str] = None,
     seed: Optional[int] = None,
     saturate: Optional[bool] = None,
+    scale_mode: Optional[str] = None,
     mask: Optional[torch.Tensor] = None,
     sparsify_first: bool = True,
 ) -> torch.Tensor:
@@ -94,14 +96,20 @@ def fake_quant(
     rounding: ``"rne"`` (default) or ``"stochastic"``; stochastic rounding is keyed by ``seed`` and the element's
         index, so it gives the same result on any thread count and on CPU and GPU. Without a seed, one is drawn
         from torch's default generator (reproducible under ``torch.manual_seed``).
-    saturate: element formats only: None = the format's default (fp8 saturates, fp16/bf16 overflow to Inf).
+    saturate: element-wise use only: None = the format's default (fp8 saturates, fp16/bf16 overflow to Inf).
+    scale_mode: how a block-scaled format finds each group's scale (``qsparse.formats.SCALE_MODES``): None = the
+        format's default (``floor`` for the MX formats, ``e4m3`` for nvfp4; an element format such as
+        ``fp4_e2m1`` is element-wise without a group size and takes a binary32 ``amax`` scale with one);
+        ``floor``/``ceil``/``even``/``rceil`` are E8M0 scales (OCP MX, torchao's ScaleCalculationMode),
+        ``e4m3`` NVFP4's E4M3 block scale under a binary32 tensor scale, ``e4m3_block`` the same without the
+        tensor scale, ``amax`` a binary32 scale amax / max of the element grid.
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
 
     Gradient: straight-through (unchanged, zero at masked positions).
     """
     _check_tensor(x, "x")
-    f = resolve_format(fmt, group_size, rounding, saturate)
+    f = resolve_format(fmt, group_size, rounding, saturate, scale_mode)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
@@ -121,8 +129,8 @@ def fake_quant(
     seed64 = seed or 0
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
-    name, group, rounding_code, saturate_code = op_args(f)
-    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, mask, mask_mode)
+    name, group, rounding_code, saturate_code, scale_code = op_args(f)
+    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, mask, mask_mode)
 
 
 def nm_mask(scores: torch.Tensor, keep: Optional[int] = None, group: Optional[int] = None, *,

@@ -43,8 +43,24 @@ def _float_row(name: str) -> tuple:
     raise ValueError(f"reference: unknown element format {name!r}")
 
 
+# Block-scaled formats (FORMATS.md sections 4-5): element format, default block, default scale mode. "int8_fixed" is
+# MXINT8's element k * 2^-6, |k| <= 127.
+SCALED_FORMATS = {
+    "mxfp8_e4m3": ("fp8_e4m3", 32, "floor"),
+    "mxfp8_e5m2": ("fp8_e5m2", 32, "floor"),
+    "mxfp6_e3m2": ("fp6_e3m2", 32, "floor"),
+    "mxfp6_e2m3": ("fp6_e2m3", 32, "floor"),
+    "mxfp4": ("fp4_e2m1", 32, "floor"),
+    "mxint8": ("int8_fixed", 32, "floor"),
+    "nvfp4": ("fp4_e2m1", 16, "e4m3"),
+}
+
+
 def float_params(name: str) -> dict:
     """Spec constants of an element format (FORMATS.md section 3)."""
+    if name == "int8_fixed":  # k * 2^-6: spacing 2^-6 from 0 up to 127/64 (OCP MX's MXINT8 element)
+        return dict(ebits=1, mbits=6, bias=1, emin=0, emax=0, max=127 / 64, has_inf=False, has_nan=False,
+                    saturates=True)
     ebits, mbits, has_inf, fn_nan, saturates = _float_row(name)
     bias = 2 ** (ebits - 1) - 1
     emin = 1 - bias
@@ -59,7 +75,7 @@ def float_params(name: str) -> dict:
 
 
 def parse_name(name: str) -> tuple:
-    """(family, bits) of a canonical format name: ('int_sym'|'int_full'|'int_asym'|'bfp'|'float', bits)."""
+    """(family, bits) of a canonical format name: ('int_sym'|'int_full'|'int_asym'|'bfp'|'float'|'scaled', bits)."""
     m = re.fullmatch(r"int([2-8])(_full|_asym)?", name)
     if m:
         return {None: "int_sym", "_full": "int_full", "_asym": "int_asym"}[m.group(2)], int(m.group(1))
@@ -69,6 +85,9 @@ def parse_name(name: str) -> tuple:
     if name in FLOAT_FORMATS or _MINIFLOAT.fullmatch(name):
         e, mb = _float_row(name)[:2]
         return "float", 1 + e + mb
+    if name in SCALED_FORMATS:
+        elem = SCALED_FORMATS[name][0]
+        return "scaled", 8 if elem == "int8_fixed" else 1 + sum(_float_row(elem)[:2])
     raise ValueError(f"reference: unknown format {name!r}")
 
 
@@ -205,12 +224,73 @@ def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug, y
     return torch.where(bad, torch.full_like(y, math.nan), y)
 
 
+def _pow2_exponent(amax: torch.Tensor, mode: str, p: dict) -> torch.Tensor:
+    """E8M0 exponents (int64) of finite block maxima amax (float32), torchao's to_mx arithmetic on bit patterns."""
+    if mode == "rceil":
+        d = (amax * torch.tensor(1.0 / p["max"], dtype=_F32)).view(torch.int32).to(torch.int64)
+        ex, man = d >> 23, d & 0x7FFFFF
+        up = torch.where(ex == 0, man > 0x400000, man != 0)
+        return ex + up.to(torch.int64) - 127
+    b = amax.view(torch.int32).to(torch.int64)
+    bb = (b + (1 << (22 - p["mbits"]))) & 0x7F800000 if mode == "even" else b
+    e = (bb >> 23) - 127
+    if mode == "ceil":
+        e = e + ((b & 0x7FFFFF) != 0).to(torch.int64)
+    return torch.clamp(e - p["emax"], min=-127)
+
+
+def _scaled_groups(xg: torch.Tensor, elem: str, mode: str, rounding: str, ug, ymax: float,
+                   tscale: Optional[float]) -> torch.Tensor:
+    """Block-scaled fake quantization of each row of xg (FORMATS.md sections 3-5; torchao's to_mx and
+    nvfp4_quantize for the E8M0 and E4M3 scales)."""
+    p = float_params(elem)
+    bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
+    xs = torch.where(bad, torch.zeros_like(xg), xg)
+    amax = xs.abs().amax(dim=1, keepdim=True)
+    zero = torch.zeros_like(bad)
+    if mode == "amax":
+        s = amax / torch.tensor(p["max"], dtype=_F32)
+    elif mode in ("e4m3", "e4m3_block"):
+        bs = amax / torch.tensor(p["max"], dtype=_F32)
+        if mode == "e4m3":
+            if math.isnan(tscale):
+                bad = torch.ones_like(bad)
+            elif tscale == 0.0:
+                zero = torch.ones_like(zero)
+            else:
+                bs = bs / torch.tensor(tscale, dtype=_F32)
+        bs = torch.clamp(bs, 2.0**-6, 448.0)
+        S = round_float(bs, "fp8_e4m3")
+        s = torch.tensor(tscale, dtype=_F32) * S if mode == "e4m3" and tscale == tscale and tscale != 0 else S
+    else:
+        e = _pow2_exponent(amax, mode, p)
+        bad = bad | (e > 127)
+        s = torch.pow(torch.tensor(2.0, dtype=_F64), torch.clamp(e, max=127).to(_F64)).to(_F32)
+    zero = zero | (s == 0)
+    safe_s = torch.where(zero | bad, torch.ones_like(s), s)
+    q = round_float(xs / safe_s, elem, rounding, ug, saturate=True)
+    y = torch.clamp(q * safe_s, -ymax, ymax)
+    y = torch.where(zero, torch.copysign(torch.zeros_like(xs), xs), y)
+    return torch.where(bad, torch.full_like(y, math.nan), y)
+
+
 def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
                seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
-               sparsify_first: bool = True) -> torch.Tensor:
+               sparsify_first: bool = True, scale_mode: Optional[str] = None) -> torch.Tensor:
     """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
-    'row' or 'tensor'. Output in x's dtype."""
+    'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES. Output in x's
+    dtype."""
     family, bits = parse_name(name)
+    elem = None
+    if family == "scaled":
+        elem, block, default_mode = SCALED_FORMATS[name]
+        mode = scale_mode or default_mode
+        group_size = block if group_size is None else group_size
+    elif family == "float" and (group_size is not None or scale_mode not in (None, "none")):
+        elem, mode = name, scale_mode or "amax"
+        group_size = "row" if group_size is None else group_size
+    if elem is not None:
+        family = "scaled"
     shape, dtype = x.shape, x.dtype
     cols = shape[-1] if x.dim() > 0 else 1
     x2 = x.reshape(-1, cols).to(_F32)
@@ -222,6 +302,18 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     u = _unit(rand24(seed, index)) if rounding == "stochastic" else None
     if family == "float":
         y = round_float(x2, name, rounding, u, saturate)
+    elif family == "scaled":
+        tscale = None
+        if mode == "e4m3":  # binary32 tensor scale amax / (max_elem * 448), NaN for a non-finite tensor
+            a = x2.abs().amax() if x2.numel() else torch.zeros((), dtype=_F32)
+            tdiv = torch.tensor(float_params(elem)["max"] * 448.0, dtype=_F32)
+            tscale = float(a / tdiv) if torch.isfinite(x2).all() else math.nan
+        xg, restore = _group_view(x2, group_size)
+        ug = None
+        if u is not None:
+            ug, _ = _group_view(u, group_size)
+            ug = ug.to(_F32)
+        y = restore(_scaled_groups(xg, elem, mode, rounding, ug, DTYPE_MAX[dtype], tscale))
     else:
         g = group_size if group_size is not None else ("row" if family != "bfp" else 32)
         xg, restore = _group_view(x2, g)

@@ -26,7 +26,8 @@ F32_MIN_SUBNORMAL = 2.0**-149
 TABLE = formats.table()
 ALL_FORMATS = tuple(f.name for f in TABLE)
 ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise)
-GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise)
+GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family != "scaled")  # INT and BFP
+SCALED_FORMATS = tuple(f.name for f in TABLE if f.family == "scaled")
 CODE_FORMATS = tuple(f.name for f in TABLE if f.has_codes)
 INT_FORMATS = tuple(f.name for f in TABLE if f.family.startswith("int"))
 BFP_FORMATS = tuple(f.name for f in TABLE if f.family == "bfp")
@@ -72,6 +73,27 @@ def _minifloat_spec(ebits: int, mbits: int) -> dict:
 
 ELEMENT_SPEC.update({f"fp{1 + e + m}_e{e}m{m}": _minifloat_spec(e, m)
                      for e in range(1, 8) for m in range(0, 7) if 3 <= 1 + e + m <= 8 and (e, m) not in ((4, 3), (5, 2))})
+# MXINT8's element, k * 2^-6 with |k| <= 127 (OCP MX v1.0): the 1-bit-exponent grid with bias 1
+_MXINT8_ELEM = dict(bits=8, ebits=1, mbits=6, bias=1, emin=0, emax=0, max=127 / 64, min_normal=1.0,
+                    min_subnormal=2.0**-6, has_inf=False, has_nan=False, saturates=True, has_codes=False, nan="none")
+# Block-scaled formats (FORMATS.md sections 4-5): element spec, default block, default scale mode, E8M0 emax
+# (floor(log2(max element)), the exponents OCP MX lists: e4m3 8, e5m2 15, e3m2 4, e2m3 2, e2m1 2, int8 0)
+SCALED_SPEC = {
+    "mxfp8_e4m3": dict(elem="fp8_e4m3", block=32, mode="floor", emax_elem=8),
+    "mxfp8_e5m2": dict(elem="fp8_e5m2", block=32, mode="floor", emax_elem=15),
+    "mxfp6_e3m2": dict(elem="fp6_e3m2", block=32, mode="floor", emax_elem=4),
+    "mxfp6_e2m3": dict(elem="fp6_e2m3", block=32, mode="floor", emax_elem=2),
+    "mxfp4": dict(elem="fp4_e2m1", block=32, mode="floor", emax_elem=2),
+    "mxint8": dict(elem=_MXINT8_ELEM, block=32, mode="floor", emax_elem=0),
+    "nvfp4": dict(elem="fp4_e2m1", block=16, mode="e4m3", emax_elem=2),
+}
+
+
+def scaled_elem_spec(name: str) -> dict:
+    e = SCALED_SPEC[name]["elem"]
+    return e if isinstance(e, dict) else ELEMENT_SPEC[e]
+
+
 # The maxima FORMATS.md types out, as a check of the rule above.
 MINIFLOAT_MAX = {"fp4_e2m1": 6.0, "fp5_e2m2": 7.0, "fp5_e3m1": 24.0, "fp6_e2m3": 7.5, "fp6_e3m2": 28.0, "fp3_e2m0": 4.0}
 
@@ -91,6 +113,8 @@ def spec_family(name: str):
         return "bfp", int(m.group(1))
     if name in ELEMENT_SPEC:
         return "float", ELEMENT_SPEC[name]["bits"]
+    if name in SCALED_SPEC:
+        return "scaled", scaled_elem_spec(name)["bits"]
     raise AssertionError(f"format {name!r} has no hand-typed spec constants in tests/helpers.py: add them")
 
 

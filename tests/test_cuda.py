@@ -125,8 +125,26 @@ def test_fake_quant_matches_cpu(name, dtype):
 
 
 @needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode", ["floor", "ceil", "even", "rceil", "e4m3", "e4m3_block", "amax"])
+@pytest.mark.parametrize("name", ["mxfp4", "mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxint8", "nvfp4", "fp3_e2m0"])
+def test_scale_modes_match_cpu(name, mode, dtype):
+    """Block-scaled formats with every scale mode (the E4M3 tensor scale read by every kernel shape)."""
+    for rows, cols in ((6, 97), (3, 1000), (2, 5000)):
+        x = _inputs(rows, cols, dtype, seed=cols, special=cols == 97)
+        m = _mask(x.shape, seed=cols)
+        for group in (16, 32, 128, 2048, "row", "tensor"):
+            for rounding, seed in (("rne", None), ("stochastic", 4321)):
+                for mask in (None, m):
+                    y_gpu, y_cpu = _fq_both(x, name, mask=mask, group_size=group, rounding=rounding, seed=seed,
+                                            scale_mode=mode)
+                    what = f"{name} {mode} {dtype} {rows}x{cols} group={group} {rounding} mask={mask is not None}"
+                    assert_bits_equal(y_gpu, y_cpu, what)
+
+
+@needs_cuda
 @pytest.mark.parametrize("group", [1, 2, 31, 33, 64, 100, 128, 1000, 1024, 1025, 4096, 5000, "row", "tensor"])
-@pytest.mark.parametrize("name", ["int4", "int8_full", "int3_asym", "bfp8", "bfp4"])
+@pytest.mark.parametrize("name", ["int4", "int8_full", "int3_asym", "bfp8", "bfp4", "mxfp4", "nvfp4"])
 def test_fake_quant_group_size_sweep(name, group):
     """Every kernel shape of the CUDA library: segments of 1..32 lanes, 1..32 registers a lane, a block per group,
     and groups spread over the GPU (few long rows)."""

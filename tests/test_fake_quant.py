@@ -15,6 +15,7 @@ import torch
 import qsparse
 from qsparse import reference as ref
 from helpers import (ALL_FORMATS, BFP_FORMATS, ELEMENT_FORMATS, ELEMENT_SPEC, FLT_MAX, F32_MAX_SUBNORMAL,
+                     SCALED_SPEC, scaled_elem_spec,
                      GROUP_FORMATS, INT_FORMATS, all_16bit, assert_same_bits, bits, fq, info, saturate_options,
                      int_divisor, is_neg_zero, is_pos_zero, minifloat_grid, num_threads, randn, spec_family,
                      sqnr_db)
@@ -595,12 +596,12 @@ def _poison_layout(name, gs, G=16):
     fam = spec_family(name)[0]
     if fam == "float":
         rows, cols = 2 * G, 3 * G
-    elif gs == "row" or (gs is None and fam != "bfp"):
+    elif gs == "row" or (gs is None and fam not in ("bfp", "scaled")):
         rows, cols = 2 * G, G  # each even row a poisoned group (row), odd rows clean
     elif gs == "tensor":
         rows, cols = 2, G
     else:
-        G = gs if gs is not None else 32
+        G = gs if gs is not None else info(name).default_group
         rows, cols = 2 * G, 3 * G
     x = randn((rows, cols), seed=11)
     return x, G
@@ -614,7 +615,8 @@ def test_nan_inf_each_position(name, gs, special):
     x, G = _poison_layout(name, gs)
     rows, cols = x.shape
     clean = fq(x, name, group_size=gs)
-    if gs == "tensor" and fam != "float":
+    # NVFP4's tensor scale comes from the whole tensor: one special anywhere makes every output NaN
+    if (gs == "tensor" and fam != "float") or info(name).default_scale_mode == "e4m3":
         for p in range(x.numel()):
             xp = x.clone().view(-1)
             xp[p] = special
@@ -623,7 +625,7 @@ def test_nan_inf_each_position(name, gs, special):
         return
     # one special per even row, at column (block 1, position r // 2); odd rows untouched
     xp = x.clone()
-    per_row = gs == "row" or (gs is None and fam not in ("bfp", "float"))
+    per_row = gs == "row" or (gs is None and fam not in ("bfp", "float", "scaled"))
     poisoned = torch.zeros_like(x, dtype=torch.bool)
     for r in range(0, rows, 2):
         p = r // 2
@@ -696,6 +698,20 @@ def predicted_sqnr_db(x, name, gs):
         clipped = a > spec["max"]
         step_noise = torch.pow(2.0, e - spec["mbits"]) ** 2 / 12
         noise = step_noise[~clipped].sum() + ((a - spec["max"]) ** 2)[clipped].sum()
+    elif fam == "scaled":
+        # the element grid's steps at x / scale: E8M0 2^(floor(log2 amax) - emax_elem), NVFP4 about amax / 6
+        spec, meta = scaled_elem_spec(name), SCALED_SPEC[name]
+        xg = _groups64(x, name, gs if gs is not None else meta["block"])
+        amax = xg.abs().amax(1, keepdim=True)
+        if meta["mode"] == "floor":
+            scale = torch.pow(2.0, torch.floor(torch.log2(amax)) - meta["emax_elem"])
+        else:
+            scale = amax / spec["max"]
+        a = xg.abs() / scale
+        e = torch.floor(torch.log2(a)).clamp(min=spec["emin"])
+        clipped = a > spec["max"]
+        step_noise = (torch.pow(2.0, e - spec["mbits"]) * scale) ** 2 / 12
+        noise = step_noise[~clipped].sum() + (((a - spec["max"]) * scale) ** 2)[clipped].sum()
     else:
         xg = _groups64(x, name, gs)
         amax = xg.abs().amax(1)
@@ -716,6 +732,8 @@ def test_sqnr_within_model_band(name):
     uniform noise). One missing bit is -6 dB; a quantizer that does nothing is +inf."""
     fam, b = spec_family(name)
     tol = 3.0 if b <= 2 else (1.5 if fam == "float" and ELEMENT_SPEC[name]["mbits"] == 0 else 0.75)
+    if fam == "scaled" and SCALED_SPEC[name]["mode"] == "e4m3":
+        tol = 1.5  # NVFP4 maps each block max to about 6: the largest of 16 elements has almost no error
     for seed in (0, 1, 2):
         x = randn((32, 512), seed=100 + seed)
         for gs in (None,) if fam == "float" else (None, 32, "tensor"):
@@ -1011,7 +1029,9 @@ def test_bad_element_arguments(no_native_calls):
     with pytest.raises(TypeError, match="saturate"):
         qsparse.fake_quant(torch.ones(4, 8), "fp8_e5m2", saturate=0)
     with pytest.raises(ValueError, match="group_size"):
-        qsparse.fake_quant(torch.ones(4, 8), "fp8_e5m2", group_size=4)
+        qsparse.fake_quant(torch.ones(4, 8), "fp16", group_size=4)
+    with pytest.raises(ValueError, match="group_size"):
+        qsparse.fake_quant(torch.ones(4, 8), "fp8_e5m2", group_size=4, scale_mode="none")
 
 
 def test_extreme_valid_seeds_accepted():

@@ -250,13 +250,23 @@ def test_bad_group_size(name, bad, exc):
         qsparse.fake_quant(torch.zeros(2, 4), name, group_size=bad)
 
 
-@pytest.mark.parametrize("name", ELEMENT_FORMATS)
+@pytest.mark.parametrize("name", [n for n in ELEMENT_FORMATS if not info(n).has_codes])
 @pytest.mark.parametrize("gs", [1, 32, "row", "tensor"])
-def test_element_formats_take_no_group_size(name, gs):
+def test_wide_element_formats_take_no_group_size(name, gs):
+    """fp16 and bf16 are casts only; element formats of 8 bits or fewer take a group size as a scale
+    (tests/test_scaled.py)."""
     with pytest.raises(ValueError, match="group_size"):
         Format(name, group_size=gs)
     with pytest.raises(ValueError, match="group_size"):
         qsparse.fake_quant(torch.zeros(2, 4), name, group_size=gs)
+
+
+@pytest.mark.parametrize("name", [n for n in ELEMENT_FORMATS if info(n).has_codes])
+def test_element_formats_with_a_group_size_are_scaled(name):
+    assert Format(name).effective_scale_mode == "none"
+    assert Format(name, group_size=32).effective_scale_mode == "amax"
+    with pytest.raises(ValueError, match="group_size"):
+        Format(name, group_size=32, scale_mode="none")
 
 
 @pytest.mark.parametrize("bad", ["nearest", "", "rn", "half_away", "ties_lower", 0, 1, 1.0])

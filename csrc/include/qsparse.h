@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
-#define QS_ABI_VERSION 1
+#define QS_ABI_VERSION 2
 
 typedef enum qs_status {
     QS_OK = 0,
@@ -76,16 +76,35 @@ typedef enum qs_family {
     QS_FAMILY_INT_FULL = 1, /* int{b}_full: s = amax/(2^(b-1)-0.5), q in [-2^(b-1), 2^(b-1)-1] */
     QS_FAMILY_INT_ASYM = 2, /* int{b}_asym: GPTQ's asymmetric min/max quantizer with an integer zero point */
     QS_FAMILY_BFP = 3,      /* bfp{w}: HBFP, one unbounded shared exponent per block, w-1 magnitude bits */
-    QS_FAMILY_FLOAT = 4,    /* element-wise floating point cast (fp16, bf16, fp8_e4m3, fp8_e5m2) */
-    QS_FAMILY_COUNT_ = 5
+    QS_FAMILY_FLOAT = 4,    /* element-wise floating point cast (fp16, bf16, fp8_e4m3, fp8_e5m2, fp{w}_e{E}m{M}) */
+    QS_FAMILY_SCALED = 5,   /* a float element grid with a per-group scale (qs_scale_mode): OCP MX, NVFP4, and the
+                               minifloat rows with a group scale */
+    QS_FAMILY_COUNT_ = 6
 } qs_family;
 
 /* How a group's scale is stored, for bits-per-element accounting. */
 typedef enum qs_scale_kind {
     QS_SCALE_NONE = 0,       /* element-wise format, no scale */
     QS_SCALE_FLOAT = 1,      /* one floating point scale (and for asym an integer zero point) per group */
-    QS_SCALE_SHARED_EXP = 2  /* one shared power-of-two exponent per block */
+    QS_SCALE_SHARED_EXP = 2, /* one shared power-of-two exponent per block (HBFP, OCP MX's E8M0) */
+    QS_SCALE_E4M3 = 3        /* one E4M3 scale per block and one binary32 scale per tensor (NVFP4) */
 } qs_scale_kind;
+
+/* How a QS_FAMILY_SCALED group finds its scale from its max |x| = amax (FORMATS.md sections 3-5). Every mode
+   quantizes x / scale onto the element grid with saturation and outputs q * scale in binary32. */
+typedef enum qs_scale_mode {
+    QS_SCALE_MODE_DEFAULT = 0, /* the format's own: none for element rows, floor for MX rows, e4m3 for nvfp4 */
+    QS_SCALE_MODE_NONE = 1,    /* element-wise, no scale (element rows only) */
+    QS_SCALE_MODE_AMAX = 2,    /* binary32 scale amax / max_elem */
+    QS_SCALE_MODE_FLOOR = 3,   /* E8M0 2^E, E = floor(log2 amax) - emax_elem, clamped to [-127, 127] (OCP MX) */
+    QS_SCALE_MODE_CEIL = 4,    /* E8M0, E = ceil(log2 amax) - emax_elem */
+    QS_SCALE_MODE_EVEN = 5,    /* E8M0, amax first rounded to the element's mantissa width, then floor */
+    QS_SCALE_MODE_RCEIL = 6,   /* E8M0 2^E, E = ceil(log2(amax * (1 / max_elem))) (cuBLAS, torchao RCEIL) */
+    QS_SCALE_MODE_E4M3 = 7,    /* NVFP4: per tensor s_t = amax_tensor / (max_elem * 448), per block
+                                  S = e4m3(clamp(amax / max_elem / s_t, 2^-6, 448)), scale s_t * S */
+    QS_SCALE_MODE_E4M3_BLOCK = 8, /* NVFP4 without the tensor scale: S = e4m3(clamp(amax / max_elem, 2^-6, 448)) */
+    QS_SCALE_MODE_COUNT_ = 9
+} qs_scale_mode;
 
 /* qs_format_info.flags */
 #define QS_FMT_HAS_INF        (1u << 0) /* the element grid has +-Inf codes */
@@ -94,6 +113,7 @@ typedef enum qs_scale_kind {
 #define QS_FMT_SATURATES      (1u << 3) /* overflow saturates to +-max by default (else Inf, or NaN without Inf) */
 #define QS_FMT_HAS_CODES      (1u << 4) /* element format of <= 8 bits: qs_encode/qs_decode accept it */
 #define QS_FMT_FN_NAN         (1u << 5) /* only the all-ones exponent-and-mantissa code is NaN (OCP E4M3) */
+#define QS_FMT_FIXED_POINT    (1u << 6) /* the element grid is k * 2^-mbits, |k| <= 2^(mbits+1) - 1 (MXINT8) */
 
 /* group_size values with a special meaning (otherwise > 0: groups of that many consecutive elements of a row;
    a row whose length is not a multiple forms a partial last group). */
@@ -106,19 +126,21 @@ typedef struct qs_format_info {
     int32_t id;            /* the value to put in qs_quant_params.format */
     int32_t family;        /* qs_family */
     int32_t bits;          /* bits per element, sign included, scale excluded */
-    int32_t ebits;         /* exponent bits (QS_FAMILY_FLOAT), else 0 */
-    int32_t mbits;         /* explicit mantissa bits (FLOAT), magnitude bits (BFP: bits-1; INT: bits-1) */
-    int32_t bias;          /* exponent bias (FLOAT), else 0 */
-    int32_t emin;          /* unbiased exponent of the smallest normal (FLOAT), else 0 */
-    int32_t emax;          /* unbiased exponent of the largest finite value (FLOAT), else 0 */
+    int32_t ebits;         /* exponent bits of the element (FLOAT, SCALED), else 0 */
+    int32_t mbits;         /* explicit mantissa bits (FLOAT, SCALED), magnitude bits (BFP: bits-1; INT: bits-1) */
+    int32_t bias;          /* exponent bias of the element (FLOAT, SCALED), else 0 */
+    int32_t emin;          /* unbiased exponent of the element's smallest normal (FLOAT, SCALED), else 0 */
+    int32_t emax;          /* unbiased exponent of the element's largest finite value (FLOAT, SCALED), else 0 */
     int32_t scale_kind;    /* qs_scale_kind */
     uint32_t flags;        /* QS_FMT_* */
     int64_t default_group; /* group size used when the caller has no preference: > 0 or QS_GROUP_ROW */
     int32_t qmin;          /* integer families: smallest code value (asym: 0); BFP: -(2^mbits - 1) */
     int32_t qmax;          /* integer families: largest code value; BFP: 2^mbits - 1 */
-    double max_normal;     /* FLOAT: largest finite magnitude; INT/BFP: qmax (grid units of the scale) */
-    double min_normal;     /* FLOAT: smallest normal magnitude; INT/BFP: 1 */
-    double min_subnormal;  /* FLOAT: smallest subnormal magnitude (min_normal when none); INT/BFP: 1 */
+    double max_normal;     /* FLOAT, SCALED: largest finite element magnitude; INT/BFP: qmax (units of the scale) */
+    double min_normal;     /* FLOAT, SCALED: smallest normal element magnitude; INT/BFP: 1 */
+    double min_subnormal;  /* FLOAT, SCALED: smallest subnormal magnitude (min_normal when none); INT/BFP: 1 */
+    int32_t default_scale_mode; /* qs_scale_mode that QS_SCALE_MODE_DEFAULT stands for */
+    int32_t reserved0;
 } qs_format_info;
 
 /* Parameters of one fake-quantization. All reserved fields must be zero (room to grow without an ABI break). */
@@ -127,8 +149,11 @@ typedef struct qs_quant_params {
     int32_t rounding;    /* qs_rounding */
     int64_t group_size;  /* > 0, QS_GROUP_ROW or QS_GROUP_TENSOR */
     uint64_t seed;       /* key of the stochastic rounding stream */
-    int32_t saturate;    /* FLOAT family: -1 the format's default, 0 overflow to Inf (NaN without Inf), 1 clamp */
-    int32_t reserved0;
+    int32_t saturate;    /* element-wise float formats: -1 the format's default, 0 overflow to Inf (NaN without
+                            Inf), 1 clamp; scaled formats always saturate (-1 or 1) */
+    int32_t scale_mode;  /* qs_scale_mode: element rows accept NONE (their default) and every scaled mode when
+                            they have codes (<= 8 bits); MX and NVFP4 rows every scaled mode; INT and BFP rows
+                            only DEFAULT */
     int64_t reserved[4];
 } qs_quant_params;
 

@@ -225,8 +225,14 @@ static void fz_decode(const uint8_t *data, size_t size, fz_case *k) {
     }
     {
         uint8_t r = take8(c);
-        if (r == 0xffu) k->p.reserved0 = (int32_t)take8(c) + 1;
-        else if (r >= 0xfbu) k->p.reserved[r - 0xfbu] = (int64_t)(take64(c) | 1u);
+        if (r >= 0xfbu && r < 0xffu) k->p.reserved[r - 0xfbu] = (int64_t)(take64(c) | 1u);
+    }
+    {
+        /* scale mode: mostly the default (valid for every format), else any mode, sometimes out of range */
+        const int32_t ext[] = {-1, QS_SCALE_MODE_COUNT_, INT32_MAX, INT32_MIN};
+        int32_t v_;
+        PICK(c, ext, b < 160u ? 0 : (int32_t)(b % (uint32_t)QS_SCALE_MODE_COUNT_));
+        k->p.scale_mode = v_;
     }
     {
         const int32_t ext[] = {4096, 4097, INT32_MAX, INT32_MIN};
@@ -335,9 +341,9 @@ static int32_t fz_expect_stride(int64_t rows, int64_t cols, int64_t stride) {
 
 static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, int m_null) {
     qs_format_info info;
+    int32_t mode;
     int i;
     if (k->null_params) return QS_ERR_NULL_POINTER;
-    if (k->p.reserved0 != 0) return QS_ERR_INVALID_ARGUMENT;
     for (i = 0; i < 4; i++)
         if (k->p.reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     EXPECT(fz_expect_sizes(k->rows, k->cols));
@@ -347,12 +353,24 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     if (k->p.format < 0 || k->p.format >= g_count) return QS_ERR_INVALID_FORMAT;
     if (k->p.rounding < 0 || k->p.rounding >= QS_ROUNDING_COUNT_) return QS_ERR_INVALID_ROUNDING;
     if (k->p.saturate < -1 || k->p.saturate > 1) return QS_ERR_INVALID_ARGUMENT;
+    if (k->p.scale_mode < 0 || k->p.scale_mode >= QS_SCALE_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     qs_format_get(k->p.format, &info);
-    /* an element grid without Inf and NaN cannot overflow to anything but its max */
-    if (k->p.saturate == 0 && info.family == QS_FAMILY_FLOAT && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN)))
+    mode = k->p.scale_mode == QS_SCALE_MODE_DEFAULT ? info.default_scale_mode : k->p.scale_mode;
+    if (info.family == QS_FAMILY_FLOAT || info.family == QS_FAMILY_SCALED) {
+        /* scales need an element grid of <= 8 bits; scaled rows have no element-wise use; scaled grids and
+           grids without Inf and NaN cannot overflow to anything but their max */
+        if (mode != QS_SCALE_MODE_NONE && info.family == QS_FAMILY_FLOAT && !(info.flags & QS_FMT_HAS_CODES))
+            return QS_ERR_INVALID_ARGUMENT;
+        if (mode == QS_SCALE_MODE_NONE && info.family == QS_FAMILY_SCALED) return QS_ERR_INVALID_ARGUMENT;
+        if (k->p.saturate == 0 &&
+            (mode != QS_SCALE_MODE_NONE || !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))))
+            return QS_ERR_INVALID_ARGUMENT;
+    } else if (k->p.scale_mode != QS_SCALE_MODE_DEFAULT) {
         return QS_ERR_INVALID_ARGUMENT;
+    }
     if (k->p.group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
-    if (info.family == QS_FAMILY_FLOAT && k->p.group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
+    /* element-wise use has no groups */
+    if (mode == QS_SCALE_MODE_NONE && k->p.group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
     if (k->mask_mode < 0 || k->mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (k->mask_mode != QS_MASK_NONE) EXPECT(fz_expect_stride(k->rows, k->cols, k->ms));
     if (k->rows > 0 && k->cols > 0) {
@@ -487,10 +505,10 @@ static void fz_fake_quant(const fz_case *k) {
     want = fz_expect_fake_quant(k, k->null_x, k->in_place ? k->null_x : k->null_y, !mask_buffer);
     snprintf(g_args, sizeof g_args,
              "qs_fake_quant_cpu(params%s{format %d, rounding %d, group_size %lld, seed %llu, saturate %d, "
-             "reserved0 %d, reserved {%lld %lld %lld %lld}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
+             "scale_mode %d, reserved {%lld %lld %lld %lld}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
              "y%s, y_stride %lld, mask%s, mask_stride %lld, mask_mode %d, num_threads %d)",
              k->null_params ? "=NULL " : " ", k->p.format, k->p.rounding, (long long)k->p.group_size,
-             (unsigned long long)k->p.seed, k->p.saturate, k->p.reserved0, (long long)k->p.reserved[0],
+             (unsigned long long)k->p.seed, k->p.saturate, k->p.scale_mode, (long long)k->p.reserved[0],
              (long long)k->p.reserved[1], (long long)k->p.reserved[2], (long long)k->p.reserved[3], k->dtype,
              (long long)k->rows, (long long)k->cols, k->null_x ? "=NULL" : "", (long long)k->xs,
              k->in_place ? "=x" : k->null_y ? "=NULL" : "", (long long)ys, mask_buffer ? "" : "=NULL",

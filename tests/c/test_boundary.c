@@ -65,7 +65,7 @@ static const char *status_name(int32_t s) {
 enum { FX_ROWS = 4, FX_COLS = 8, FX_XS = 10, FX_YS = 11, FX_MS = 9 };
 
 static qt_buf fx_x, fx_y, fx_mask_in, fx_mask_out, fx_codes, fx_floats;
-static int32_t g_count, id_int4, id_bfp8, id_e4m3, id_e5m2, id_fp16;
+static int32_t g_count, id_int4, id_bfp8, id_e4m3, id_e5m2, id_fp16, id_mxfp4;
 
 static void fixtures_init(void) {
     uint64_t s = 12345u;
@@ -171,7 +171,7 @@ static void test_facts(void) {
         CHECK(f.id == i, "qs_format_get(%d).id = %d (index == id is documented)", i, f.id);
         CHECK(f.name != NULL && f.name[0] != '\0', "format %d has no name", i);
         CHECK(f.family >= 0 && f.family < QS_FAMILY_COUNT_, "format %d family %d", i, f.family);
-        CHECK(f.scale_kind >= QS_SCALE_NONE && f.scale_kind <= QS_SCALE_SHARED_EXP, "format %d scale_kind %d", i,
+        CHECK(f.scale_kind >= QS_SCALE_NONE && f.scale_kind <= QS_SCALE_E4M3, "format %d scale_kind %d", i,
               f.scale_kind);
         CHECK(f.default_group > 0 || f.default_group == QS_GROUP_ROW, "format %d default_group %lld", i,
               (long long)f.default_group);
@@ -280,8 +280,21 @@ static void test_fake_quant_args(void) {
     FQ("params NULL and rows < 0", (a_.params_null = 1, a_.rows = -1), QS_ERR_NULL_POINTER);
     FQ("params NULL and x NULL", (a_.params_null = 1, a_.x = NULL), QS_ERR_NULL_POINTER);
     FQ("params NULL on an empty tensor", (a_.params_null = 1, a_.rows = 0), QS_ERR_NULL_POINTER);
-    FQ("reserved0 != 0", a_.p.reserved0 = 1, QS_ERR_INVALID_ARGUMENT);
-    FQ("reserved0 = INT32_MIN", a_.p.reserved0 = INT32_MIN, QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode -1", a_.p.scale_mode = -1, QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode COUNT", a_.p.scale_mode = QS_SCALE_MODE_COUNT_, QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode INT32_MIN", a_.p.scale_mode = INT32_MIN, QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode on an INT format", a_.p.scale_mode = QS_SCALE_MODE_FLOOR, QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode on fp16", (a_.p.format = id_fp16, a_.p.scale_mode = QS_SCALE_MODE_AMAX), QS_ERR_INVALID_ARGUMENT);
+    FQ("scale_mode none on mxfp4", (a_.p.format = id_mxfp4, a_.p.scale_mode = QS_SCALE_MODE_NONE),
+       QS_ERR_INVALID_ARGUMENT);
+    FQ("mxfp4 saturate 0", (a_.p.format = id_mxfp4, a_.p.saturate = 0), QS_ERR_INVALID_ARGUMENT);
+    FQ("scaled fp8_e5m2 saturate 0", (a_.p.format = id_e5m2, a_.p.scale_mode = QS_SCALE_MODE_AMAX, a_.p.saturate = 0),
+       QS_ERR_INVALID_ARGUMENT);
+    FQ("scaled e4m3 group 32", (a_.p.format = id_e4m3, a_.p.scale_mode = QS_SCALE_MODE_E4M3, a_.p.group_size = 32),
+       QS_OK);
+    FQ("element-wise e4m3 group 32", (a_.p.format = id_e4m3, a_.p.scale_mode = QS_SCALE_MODE_NONE,
+       a_.p.group_size = 32), QS_ERR_INVALID_GROUP);
+    FQ("mxfp4 per tensor", (a_.p.format = id_mxfp4, a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
     for (i = 0; i < 4; i++) {
         snprintf(what, sizeof what, "reserved[%d] = 1", i);
         FQ(what, a_.p.reserved[i] = 1, QS_ERR_INVALID_ARGUMENT);
@@ -289,8 +302,9 @@ static void test_fake_quant_args(void) {
         FQ(what, a_.p.reserved[i] = INT64_MIN, QS_ERR_INVALID_ARGUMENT);
     }
     FQ("reserved != 0 before sizes", (a_.p.reserved[3] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
-    FQ("reserved != 0 before format", (a_.p.reserved0 = 1, a_.p.format = -1), QS_ERR_INVALID_ARGUMENT);
-    FQ("reserved != 0 on an empty tensor", (a_.p.reserved0 = 1, a_.cols = 0), QS_ERR_INVALID_ARGUMENT);
+    FQ("reserved != 0 before format", (a_.p.reserved[0] = 1, a_.p.format = -1), QS_ERR_INVALID_ARGUMENT);
+    FQ("reserved != 0 on an empty tensor", (a_.p.reserved[0] = 1, a_.cols = 0), QS_ERR_INVALID_ARGUMENT);
+    FQ("format before scale_mode", (a_.p.scale_mode = -1, a_.p.format = -1), QS_ERR_INVALID_FORMAT);
 
     /* sizes */
     FQ("rows -1", a_.rows = -1, QS_ERR_INVALID_SIZE);
@@ -374,7 +388,8 @@ static void test_fake_quant_args(void) {
             int32_t finite_grid;
             CHECK(qs_format_get(f, &fi) == QS_OK, "qs_format_get(%d)", f);
             /* saturate = 0 is refused where an element grid has no Inf or NaN to overflow to */
-            finite_grid = fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN));
+            finite_grid = (fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) ||
+                          fi.family == QS_FAMILY_SCALED; /* scaled grids always saturate */
             snprintf(what, sizeof what, "format %d saturate %d", f, i);
             FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i),
                finite_grid && i == 0 ? QS_ERR_INVALID_ARGUMENT : QS_OK);
@@ -838,6 +853,9 @@ static void guard_fake_quant(void) {
                                          "shape %lldx%lld", info.name, (long long)groups[gi], dt, mm, rnd, sat,
                                          (long long)sh->rows, (long long)sh->cols);
                                 memset(&p, 0, sizeof p);
+                                /* scaled rows: every scale mode in turn across the combinations */
+                                if (info.family == QS_FAMILY_SCALED)
+                                    p.scale_mode = QS_SCALE_MODE_FLOOR + (int32_t)((gi + dt + mm + rnd) % 6);
                                 p.format = f;
                                 p.rounding = rnd;
                                 p.group_size = groups[gi];
@@ -1191,6 +1209,7 @@ int main(void) {
     id_e4m3 = qt_format_id("fp8_e4m3");
     id_e5m2 = qt_format_id("fp8_e5m2");
     id_fp16 = qt_format_id("fp16");
+    id_mxfp4 = qt_format_id("mxfp4");
 
     printf("test_boundary: %d formats\n", g_count);
     test_facts();
