@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -27,7 +28,7 @@ from qsparse import reference
 
 log = logging.getLogger("qsparse.bench")
 
-FQ_CASES = [  # (label, format, group_size, rounding)
+FQ_CASES = [  # (label, format, group_size, rounding[, scale_mode])
     ("int4 per-row", "int4", None, "rne"),
     ("int4 g128", "int4", 128, "rne"),
     ("int4_full g128", "int4_full", 128, "rne"),
@@ -41,6 +42,14 @@ FQ_CASES = [  # (label, format, group_size, rounding)
     ("bf16", "bf16", None, "rne"),
     ("fp8_e4m3", "fp8_e4m3", None, "rne"),
     ("fp8_e5m2", "fp8_e5m2", None, "rne"),
+    ("mxfp4 b32", "mxfp4", None, "rne"),
+    ("mxfp4 b32 rceil", "mxfp4", None, "rne", "rceil"),
+    ("mxfp8_e4m3 b32", "mxfp8_e4m3", None, "rne"),
+    ("mxfp6_e2m3 b32", "mxfp6_e2m3", None, "rne"),
+    ("mxint8 b32", "mxint8", None, "rne"),
+    ("nvfp4 b16", "nvfp4", None, "rne"),
+    ("nvfp4 b16 no tensor scale", "nvfp4", None, "rne", "e4m3_block"),
+    ("fp4_e2m1 g128 (amax scale)", "fp4_e2m1", 128, "rne"),
     ("int4_asym g32 stochastic", "int4_asym", 32, "stochastic"),
     ("bfp8 b32 stochastic", "bfp8", None, "stochastic"),
     ("fp8_e4m3 stochastic", "fp8_e4m3", None, "stochastic"),
@@ -94,7 +103,7 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
-def run(device: str, dtypes, repeat: int, quick: bool):
+def run(device: str, dtypes, repeat: int, quick: bool, only: str = ""):
     rows = []
     shape = (4096, 4096)  # 16M elements
     fq_cases = FQ_CASES[:4] + FQ_CASES[9:11] if quick else FQ_CASES
@@ -103,21 +112,29 @@ def run(device: str, dtypes, repeat: int, quick: bool):
         x = torch.randn(shape, dtype=torch.float32).to(dtype)
         xd = x.to(device)
         clone = lambda: xd.clone()  # noqa: E731
-        for label, fmt, group, rounding in fq_cases:
+        for label, fmt, group, rounding, *mode in fq_cases:
+            if only and not re.search(only, label):
+                continue
+            mode = mode[0] if mode else None
             t0 = time.perf_counter()
-            ref = reference.fake_quant(x, fmt, group, rounding, seed=7)
+            ref = reference.fake_quant(x, fmt, group, rounding, seed=7, scale_mode=mode)
             ref_t = time.perf_counter() - t0
-            out = qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7).cpu()
-            if not same_bits(out, ref):
+            run_op = lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7,  # noqa: E731
+                                                scale_mode=mode)
+            if not same_bits(run_op().cpu(), ref):
                 raise SystemExit(f"{label} {dtype}: output differs from the reference; not timing it")
-            t, clone_t = time_pair(lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7),
-                                   clone, device, repeat)
-            rows.append(dict(op=label, kind="fake_quant", dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
+            t, clone_t = time_pair(run_op, clone, device, repeat)
+            scaled = qsparse.formats.Format(fmt, group_size=group, scale_mode=mode).effective_scale_mode not in (
+                "default", "none")
+            rows.append(dict(op=label, kind="fake_quant_scaled" if scaled else "fake_quant",
+                             dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
                              clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
             log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
                      t / clone_t, ref_t / t)
         scores, scores_d = x.abs(), xd.abs()
         for label, kind, args in MASK_CASES[:2] if quick else MASK_CASES:
+            if only and not re.search(only, label):
+                continue
             if kind == "nm":
                 ref_fn = lambda: reference.nm_mask(scores, *args)  # noqa: E731
                 op = lambda: qsparse.nm_mask(scores_d, *args)  # noqa: E731
@@ -141,7 +158,8 @@ def table(rows, device) -> str:
     lines = ["| op | dtype | qsparse ms | clone ms | vs clone | target | reference ms | speed-up | ok |",
              "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
     for r in rows:
-        target = 1.25 if r["kind"] == "fake_quant" else 2.0
+        # element-wise and INT/BFP fake quant 1.25x the clone; block-scaled formats (MX, NVFP4) 1.5x; masks 2x
+        target = {"fake_quant": 1.25, "fake_quant_scaled": 1.5}.get(r["kind"], 2.0)
         ratio = r["ms"] / r["clone_ms"]
         speedup = r["ref_ms"] / r["ms"]
         ok = ratio <= target and speedup >= 10 if device == "cpu" else True
@@ -156,12 +174,13 @@ def main(argv=None):
     p.add_argument("--dtypes", default="float32,bfloat16")
     p.add_argument("--repeat", type=int, default=7)
     p.add_argument("--quick", action="store_true", help="a few cases only (a smoke run)")
+    p.add_argument("--only", default="", help="run only the cases whose label matches this regular expression")
     p.add_argument("--json", help="also write the rows as JSON here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     log.info("machine: %s", machine())
-    rows = run(args.device, dtypes, args.repeat, args.quick)
+    rows = run(args.device, dtypes, args.repeat, args.quick, args.only)
     print(f"\nmachine: {machine()}\n")
     print(table(rows, args.device))
     if args.json:

@@ -165,7 +165,7 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
 
 /* What a kernel needs for one call: the format's rounding constants with the call's options resolved. */
 typedef struct qs_kernel_traits {
-    int32_t family;     /* the row's family; FLOAT rows used with a scale run as QS_FAMILY_SCALED */
+    int32_t family;     /* the row's family; scaled uses run as QS_FAMILY_SCALED or QS_FAMILY_SCALED_POW2 */
     int32_t rounding;
     float qmin, qmax;   /* INT: code range; BFP: +-(2^mbits - 1) */
     float divisor;      /* INT_SYM: qmax; INT_FULL: qmax + 0.5; INT_ASYM: maxq = qmax */
@@ -188,6 +188,7 @@ static inline void qs_ftraits_make(const qs_format_info *info, int32_t saturate,
     ft->sub_quantum_x64 = qs_exp2i(info->emin - info->mbits + 64);
     ft->sub_inv_x64 = qs_exp2i(info->mbits - info->emin - 64);
     ft->max_normal = (float)info->max_normal;
+    ft->odd_unit = info->mbits == 0;
     ft->overflow = saturate ? ft->max_normal
                             : ((info->flags & QS_FMT_HAS_INF) ? qs_u2f(QS_F32_INF_BITS) : qs_qnan());
 }
@@ -231,7 +232,8 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
             kt->family = QS_FAMILY_FLOAT;
         } else {
             qs_ftraits_make(&info, 1, &kt->ft);
-            kt->family = QS_FAMILY_SCALED;
+            kt->family = mode >= QS_SCALE_MODE_FLOOR && mode <= QS_SCALE_MODE_RCEIL ? QS_FAMILY_SCALED_POW2
+                                                                                     : QS_FAMILY_SCALED;
             kt->scale_mode = mode;
             kt->elem_emax = info.emax;
             kt->even_add = 1u << (22 - info.mbits);

@@ -119,6 +119,7 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
             return;
         }
         g->s = qs_exp2i(e);
+        g->r = qs_exp2i(-e); /* exact: -127 <= -e <= 127 */
     }
 }
 
@@ -151,7 +152,7 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
         if (!qs_isfinite(g.s)) g.mode = QS_GP_NAN; /* the range overflows binary32 */
         else if (g.s == 0.0f) g.mode = QS_GP_ZERO;
         else g.z = qs_rint(-xmin / g.s);
-    } else if (fam == QS_FAMILY_SCALED) {
+    } else if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
         qs_scaled_params(kt, r.amax_bits, &g);
     } else if (fam == QS_FAMILY_BFP) {
         const int32_t e = qs_bfp_exponent(amax);
@@ -176,9 +177,10 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
-    if (fam == QS_FAMILY_SCALED) {
-        /* v / s, one correctly rounded division: for a power-of-two s the same bits as torchao's v * (1 / s) */
-        const float q = qs_round_float(v / g->s, &kt->ft, rounding, u24);
+    if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
+        /* v / s, one correctly rounded division (torchao's data_hp / scale); for a power-of-two s, v * (1 / s) with
+           the exact reciprocal, the same bits (torchao's to_mx multiplies too) */
+        const float q = qs_round_float(fam == QS_FAMILY_SCALED_POW2 ? v * g->r : v / g->s, &kt->ft, rounding, u24);
         return qs_clampf(q * g->s, -ymax, ymax);
     }
     return qs_round_float(v, &kt->ft, rounding, u24);

@@ -24,6 +24,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
     case QS_FAMILY_INT_ASYM: qs_run_int_asym(jb, u0, u1, fixed); break;
     case QS_FAMILY_BFP: qs_run_bfp(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED: qs_run_scaled(jb, u0, u1, fixed); break;
+    case QS_FAMILY_SCALED_POW2: qs_run_scaled_pow2(jb, u0, u1, fixed); break;
     default: qs_run_float(jb, u0, u1, fixed); break;
     }
 }
@@ -60,6 +61,7 @@ static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
     case QS_FAMILY_BFP: return qs_group_params(kt, r, QS_FAMILY_BFP);
     case QS_FAMILY_SCALED: return qs_group_params(kt, r, QS_FAMILY_SCALED);
+    case QS_FAMILY_SCALED_POW2: return qs_group_params(kt, r, QS_FAMILY_SCALED_POW2);
     default: return qs_group_params(kt, r, QS_FAMILY_FLOAT);
     }
 }

@@ -1,7 +1,7 @@
 /*
  * qs_quant_impl.h -- the CPU fake-quantization kernels, instantiated once per format family by
  * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c, qs_quant_float.c and
- * qs_quant_scaled.c; the entry
+ * qs_quant_scaled.c (both scaled families); the entry
  * point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for the conventions.
  */
 #ifndef QS_QUANT_IMPL_H
@@ -206,5 +206,6 @@ void qs_run_int_asym(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams 
 void qs_run_bfp(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_float(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_scaled_pow2(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 
 #endif /* QS_QUANT_IMPL_H */

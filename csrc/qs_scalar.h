@@ -254,6 +254,7 @@ typedef struct qs_ftraits {
     float sub_inv_x64;        /* 2^(mbits - emin - 64): its reciprocal, exact */
     float max_normal;         /* largest finite magnitude */
     float overflow;           /* what overflow and Inf become: max_normal (saturating), Inf, or NaN (no Inf) */
+    uint32_t odd_unit;        /* 1 when the format has no mantissa bits (every significand is 1, odd), else 0 */
 } qs_ftraits;
 
 /* x rounded onto the format's grid. `rounding` is qs_rounding, u24 the element's random bits (stochastic only).
@@ -282,7 +283,7 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     /* a tie goes to the even significand in units of the spacing (what round(|x| / 2^(e - mbits)) gives, as the
        sources compute it): its last bit is bit `shift` of |x|, except with no mantissa bits (shift 23), where the
        significand is 1, odd, and a tie rounds up */
-    const uint32_t odd = (uint32_t)(t->shift == 23u) | ((a >> t->shift) & 1u);
+    const uint32_t odd = (t->odd_unit | (a >> t->shift)) & 1u; /* (a comparison here would stop vectorization) */
     const uint32_t up_rne = (dropped > half) | ((dropped == half) & odd);
     /* floor(v + u) on v = |x| / spacing >= 0: up iff frac >= 1 - u, frac = dropped * 2^-shift (both exact) */
     const uint32_t up_sto = (float)dropped * t->drop_unit >= 1.0f - qs_u24_to_unit(u24);

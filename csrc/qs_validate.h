@@ -72,6 +72,30 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     return QS_OK;
 }
 
+static inline int32_t qs_check_hadamard(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride,
+                                        const void *y, int64_t y_stride, int64_t group) {
+    QS_TRY(qs_check_sizes(rows, cols));
+    QS_TRY(qs_check_stride(rows, cols, x_stride));
+    QS_TRY(qs_check_stride(rows, cols, y_stride));
+    QS_TRY(qs_check_dtype(dtype));
+    if (group < 1 || group > QS_HADAMARD_MAX_GROUP || (group & (group - 1)) != 0 || cols % group != 0)
+        return QS_ERR_INVALID_GROUP;
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (x == NULL || y == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+/* The normalization of the Hadamard transform of size g (a power of two), as both libraries compute it. */
+static inline float qs_hadamard_scale(int64_t group) {
+    double s = 1.0;
+    int64_t g = group;
+    while (g >= 4) { /* 1 / sqrt(4^k) = 2^-k exactly */
+        s *= 0.5;
+        g /= 4;
+    }
+    return (float)(g == 2 ? s * 0.70710678118654752440 : s);
+}
+
 static inline int32_t qs_check_nm_mask(int32_t dtype, int64_t rows, int64_t cols, const void *scores,
                                        int64_t s_stride, const uint8_t *mask, int64_t m_stride, int32_t keep,
                                        int32_t group) {

@@ -655,6 +655,7 @@ static int32_t qs_fq_run(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStr
     case QS_FAMILY_INT_ASYM: return qs_fq_run_groups<DT, QS_FAMILY_INT_ASYM>(jb, group_size, sms, st);
     case QS_FAMILY_BFP: return qs_fq_run_groups<DT, QS_FAMILY_BFP>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED>(jb, group_size, sms, st);
+    case QS_FAMILY_SCALED_POW2: return qs_fq_run_groups<DT, QS_FAMILY_SCALED_POW2>(jb, group_size, sms, st);
     default: return qs_fq_launch_flat<DT, QS_FAMILY_FLOAT>(jb, NULL, sms, st);
     }
 }

@@ -22,6 +22,7 @@ from typing import Optional
 from .errors import QsparseError
 
 ABI_VERSION = 2
+HADAMARD_MAX_GROUP = 8192  # QS_HADAMARD_MAX_GROUP
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"
 
@@ -106,6 +107,9 @@ _CPU = {
     "qs_magnitude_mask_cpu": (
         c_int32, [c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, c_int32, c_int32]
     ),
+    # int32_t qs_hadamard_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride, void *y,
+    #                         int64_t y_stride, int64_t group, int32_t num_threads);
+    "qs_hadamard_cpu": (c_int32, [c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, c_int32]),
     # int32_t qs_encode_cpu(int32_t format, int32_t saturate, int64_t n, const float *x, uint8_t *codes);
     "qs_encode_cpu": (c_int32, [c_int32, c_int32, c_int64, c_void_p, c_void_p]),
     # int32_t qs_decode_cpu(int32_t format, int64_t n, const uint8_t *codes, float *x);
@@ -128,6 +132,11 @@ _CUDA = {
     "qs_nm_mask_cuda": (
         c_int32,
         [c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int32, c_int32, c_int32, c_void_p],
+    ),
+    # int32_t qs_hadamard_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride, void *y,
+    #                          int64_t y_stride, int64_t group, int32_t device, void *stream);
+    "qs_hadamard_cuda": (
+        c_int32, [c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, c_int32, c_void_p]
     ),
     # int32_t qs_magnitude_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *w, int64_t w_stride,
     #                                uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,

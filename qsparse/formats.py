@@ -417,6 +417,66 @@ class Format:
         return self.name if not opts else f"{self.name}({', '.join(opts)})"
 
 
+_MD_HEADER = """# Number formats
+
+Generated from the C format table by `python -m qsparse.formats > docs/formats.md` (a test keeps this file in
+sync with the table): one row per format. Exact definitions are in the design spec (FORMATS.md) and in
+[numerics.md](numerics.md).
+
+- **Element grid**: exponent bits E, mantissa bits M and bias of a float element; `int` formats show their integer
+  code range. **max** is the largest element magnitude (in units of the scale for INT, BFP and block-scaled
+  formats).
+- **Default use**: the group (block) size and scale mode a format takes when the caller gives none. Element formats
+  of 8 bits or fewer also take a group size, which gives them a binary32 scale `amax / max` per group
+  (`scale_mode="amax"`), or any other scale mode: `Format("fp4_e2m1", group_size=32, scale_mode="floor")` is MXFP4.
+- **Scale modes** (`scale_mode=`): `floor` (OCP MX, the MX default), `ceil`, `even`, `rceil` (E8M0 scales as
+  torchao's `ScaleCalculationMode`), `e4m3` (NVFP4: E4M3 block scale under a binary32 tensor scale
+  `amax / (max * 448)`, the nvfp4 default), `e4m3_block` (the same without the tensor scale), `amax` (binary32
+  scale).
+- **Bits per element**: element bits plus the scale (and zero point) storage per element at the default group size:
+  an INT scale is counted as fp16 (16 bits, plus the zero point for `_asym`), an HBFP or E8M0 exponent and an E4M3
+  scale as 8 bits. NVFP4 stores one more binary32 scale per tensor. `qsparse.formats.describe(fmt, group_size)`
+  gives these figures for any group size.
+"""
+
+
+def markdown_table() -> str:
+    """docs/formats.md: every row of the table with its grid, defaults and storage cost."""
+    inverse: dict = {}
+    for alias, name in _ALIASES.items():
+        inverse.setdefault(name, []).append(alias)
+    lines = [_MD_HEADER, "| format | family | bits | element grid | max | min subnormal | Inf/NaN | default use | "
+             "bits/element | aliases |", "|---|---|---:|---|---:|---:|---|---|---:|---|"]
+    for f in table():
+        if f.family in ("float", "scaled"):
+            grid = "fixed point k/64" if f.name == "mxint8" else f"E{f.ebits}M{f.mbits}, bias {f.bias}"
+            sub = f"{f.min_subnormal:.6g}" if f.has_subnormals else "-"
+        else:
+            grid = f"int [{f.qmin}, {f.qmax}]" if f.family.startswith("int") else f"{f.mbits} magnitude bits"
+            sub = "-"
+        special = "/".join(k for k, v in (("Inf", f.has_inf), ("NaN", f.has_nan)) if v) or "-"
+        if f.elementwise:
+            use = "element-wise" + (", saturating" if f.saturates else "")
+        else:
+            group = f"group {f.default_group}" if f.default_group else "per row"
+            use = group + ("" if f.default_scale_mode == "default" else f", scale {f.default_scale_mode}")
+        d = describe(f.name, row_length=4096)
+        bpe = f"{d.bits_per_element:g}" + (" + 32/tensor" if d.tensor_scale_bits else "")
+        if f.default_group is None and not f.elementwise:
+            bpe += " (rows of 4096)"
+        aliases = ", ".join(f"`{a}`" for a in sorted(inverse.get(f.name, [])))
+        lines.append(f"| `{f.name}` | {f.family} | {f.bits} | {grid} | {f.max_normal:.6g} | {sub} | {special} | "
+                     f"{use} | {bpe} | {aliases} |")
+    lines += ["", "Also accepted: `int{b}_sym`/`_symmetric`/`_restricted` (= `int{b}`), `int{b}_full_range`/`_gptq` "
+              "(= `int{b}_full`), `uint{b}`/`int{b}_asymmetric`/`_affine` (= `int{b}_asym`), `hbfp{w}` (= `bfp{w}`), "
+              "and any element format by its widths: `e2m1`, `fp4_e2m1fn`, `float6_e3m2`, ...", ""]
+    return "\n".join(lines)
+
+
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
-           "check_group_size", "check_scale_mode", "element_grid",
+           "check_group_size", "check_scale_mode", "element_grid", "markdown_table",
            "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "ROUNDINGS"]
+
+
+if __name__ == "__main__":  # python -m qsparse.formats > docs/formats.md
+    print(markdown_table(), end="")

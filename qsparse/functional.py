@@ -10,6 +10,7 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+from . import _lib
 from . import formats as _formats
 from . import ops as _ops
 from .formats import Format
@@ -85,6 +86,8 @@ def fake_quant(
     scale_mode: Optional[str] = None,
     mask: Optional[torch.Tensor] = None,
     sparsify_first: bool = True,
+    transform: Optional[str] = None,
+    transform_group: int = 128,
 ) -> torch.Tensor:
     """Quantize ``x`` to a number format and back (same shape and dtype), in groups along the last dimension.
 
@@ -105,6 +108,11 @@ def fake_quant(
         tensor scale, ``amax`` a binary32 scale amax / max of the element grid.
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
+
+    transform: None, or ``"hadamard"``: rotate groups of ``transform_group`` (a power of two dividing the last
+        dimension, default 128) with the normalized Walsh-Hadamard transform, quantize, rotate back (FP-Quant's
+        recipe, FORMATS.md section 8). The mask applies in the original domain: masked values are zeroed before
+        the rotation (``sparsify_first``) and masked outputs are zero after the inverse rotation.
 
     Gradient: straight-through (unchanged, zero at masked positions).
     """
@@ -130,7 +138,40 @@ def fake_quant(
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
     name, group, rounding_code, saturate_code, scale_code = op_args(f)
+    if transform is not None:
+        if transform != "hadamard":
+            raise ValueError(f"transform={transform!r} is not supported; allowed: None, 'hadamard'")
+        _check_hadamard_group(x, transform_group, "transform_group")
+        if mask is not None and sparsify_first:
+            x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+        y = _ops.hadamard(_ops.fake_quant(_ops.hadamard(x, transform_group), name, group, rounding_code, seed64,
+                                          saturate_code, scale_code, None, _ops.MASK_NONE), transform_group)
+        if mask is not None:
+            y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
+        return y
     return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, mask, mask_mode)
+
+
+def _check_hadamard_group(x: torch.Tensor, group, param: str) -> int:
+    if isinstance(group, bool) or not isinstance(group, int):
+        raise TypeError(f"{param} must be an int, got {group!r}")
+    if group < 1 or group > _lib.HADAMARD_MAX_GROUP or group & (group - 1):
+        raise ValueError(f"{param}={group} is not allowed: a power of two from 1 to {_lib.HADAMARD_MAX_GROUP}")
+    cols = x.shape[-1] if x.dim() > 0 else 1
+    if cols % group:
+        raise ValueError(f"{param}={group} does not divide the last dimension of x ({cols})")
+    return group
+
+
+def hadamard(x: torch.Tensor, group_size: int = 128) -> torch.Tensor:
+    """The normalized Walsh-Hadamard transform (Sylvester order, scaled by 1/sqrt(g)) of every group of
+    ``group_size`` consecutive elements of the last dimension: orthonormal and symmetric, so applying it twice
+    gives x back up to rounding. ``group_size``: a power of two dividing the last dimension (at most 8192).
+    Computed in float32 with the butterflies in a fixed order (the same bits on CPU and GPU); output in x's dtype.
+    Differentiable (the gradient is the same transform of the incoming gradient)."""
+    _check_tensor(x, "x")
+    _check_hadamard_group(x, group_size, "group_size")
+    return _ops.hadamard(x, group_size)
 
 
 def nm_mask(scores: torch.Tensor, keep: Optional[int] = None, group: Optional[int] = None, *,
@@ -193,5 +234,5 @@ def decode(codes: torch.Tensor, fmt: Union[str, Format]) -> torch.Tensor:
     return _ops.decode(codes, f.name)
 
 
-__all__ = ["fake_quant", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "op_args", "draw_seed",
+__all__ = ["fake_quant", "hadamard", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "op_args", "draw_seed",
            "SUPPORTED_DTYPES"]

@@ -11,6 +11,8 @@ Ops (schemas are inferred from the annotations below):
   passes unchanged; masked positions get zero).
 - ``qsparse::nm_mask(scores, keep, group) -> Tensor(bool)``
 - ``qsparse::magnitude_mask(w, sparsity, per_row) -> Tensor(bool)``
+- ``qsparse::hadamard(x, group) -> Tensor``: the normalized Walsh-Hadamard transform of every group of ``group``
+  consecutive elements of the last dimension (a power of two dividing it); backward: the same transform.
 
 Each op has a CPU kernel, a CUDA kernel (the current stream and device passed into C), and a fake kernel. The ops
 take any strides: a tensor whose last dimension is contiguous and whose rows are evenly spaced is passed to C as
@@ -163,6 +165,38 @@ def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool) -> torch.Ten
 @magnitude_mask.register_fake
 def _(w, sparsity, per_row):
     return torch.empty(w.shape, dtype=torch.bool, device=w.device)
+
+
+# ---- Hadamard transform --------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("qsparse::hadamard", mutates_args=())
+def hadamard(x: torch.Tensor, group: int) -> torch.Tensor:
+    lib = _library_for(x)
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    xv, rows, cols, xs = _rows_view(x)
+    lib.call(f"qs_hadamard_{_suffix(x)}", dtype_code(x.dtype), rows, cols, xv.data_ptr(), xs, out.data_ptr(), cols,
+             group, *_exec_args(x))
+    return out
+
+
+@hadamard.register_fake
+def _(x, group):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _hadamard_setup(ctx, inputs, output):
+    ctx.group = inputs[1]
+
+
+def _hadamard_backward(ctx, grad):
+    # the normalized transform is symmetric: its Jacobian's transpose is itself
+    return hadamard(grad.contiguous(), ctx.group), None
+
+
+torch.library.register_autograd("qsparse::hadamard", _hadamard_backward, setup_context=_hadamard_setup)
 
 
 # ---- element codes (CPU utilities, not ops) ----------------------------------------------------------------------

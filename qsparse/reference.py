@@ -327,6 +327,26 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     return y.to(dtype).reshape(shape)
 
 
+# ---- transforms ---------------------------------------------------------------------------------------------------
+
+
+def hadamard(x: torch.Tensor, group: int) -> torch.Tensor:
+    """Normalized Walsh-Hadamard transform of every group of `group` consecutive elements of the last dimension
+    (FORMATS.md section 8): binary32 butterflies at strides 1, 2, ..., g/2 ((a, b) -> (a + b, a - b)), then one
+    multiplication by fl32(1 / sqrt(g)). Output in x's dtype."""
+    shape, dtype = x.shape, x.dtype
+    v = x.reshape(-1, group).to(_F32).clone()
+    h = 1
+    while h < group:
+        w = v.view(-1, group // (2 * h), 2, h)
+        a, b = w[:, :, 0, :].clone(), w[:, :, 1, :].clone()
+        w[:, :, 0, :] = a + b
+        w[:, :, 1, :] = a - b
+        h *= 2
+    scale = torch.tensor(1.0 / math.sqrt(group), dtype=_F32)
+    return (v * scale).reshape(shape).to(dtype)
+
+
 # ---- masks -------------------------------------------------------------------------------------------------------
 
 
@@ -372,5 +392,5 @@ def magnitude_mask(w: torch.Tensor, sparsity: float, per_row: bool = False) -> t
     return keep.reshape(shape)
 
 
-__all__ = ["fake_quant", "round_float", "nm_mask", "magnitude_mask", "rand24", "float_params", "parse_name",
+__all__ = ["fake_quant", "hadamard", "round_float", "nm_mask", "magnitude_mask", "rand24", "float_params", "parse_name",
            "FLOAT_FORMATS", "FLT_MAX", "DTYPE_MAX"]

@@ -143,6 +143,20 @@ def test_scale_modes_match_cpu(name, mode, dtype):
 
 
 @needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("g", [1, 2, 4, 32, 128, 1024, 8192])
+def test_hadamard_matches_cpu(g, dtype):
+    for rows in (1, 7, 300):
+        x = _inputs(rows, 2 * g, dtype, seed=g + rows)
+        assert_bits_equal(qsparse.hadamard(x.cuda(), g), qsparse.hadamard(x, g), f"hadamard g={g} {dtype} rows={rows}")
+        view = x[:, :g]  # strided rows
+        assert_bits_equal(qsparse.hadamard(x.cuda()[:, :g], g), qsparse.hadamard(view, g), f"hadamard view g={g}")
+    y = qsparse.fake_quant(x.cuda(), "mxfp4", transform="hadamard", transform_group=min(g, 128) if g > 1 else 1)
+    assert_bits_equal(y, qsparse.fake_quant(x, "mxfp4", transform="hadamard",
+                                            transform_group=min(g, 128) if g > 1 else 1), "fake_quant hadamard")
+
+
+@needs_cuda
 @pytest.mark.parametrize("group", [1, 2, 31, 33, 64, 100, 128, 1000, 1024, 1025, 4096, 5000, "row", "tensor"])
 @pytest.mark.parametrize("name", ["int4", "int8_full", "int3_asym", "bfp8", "bfp4", "mxfp4", "nvfp4"])
 def test_fake_quant_group_size_sweep(name, group):

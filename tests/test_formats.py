@@ -529,3 +529,12 @@ def test_describe_bfp_and_elementwise():
     d = formats.describe("fp8_e4m3")
     assert d.grid[-1] == 448.0 and d.grid[1] == 2.0**-9 and len(d.grid) == 127  # 0x00..0x7e; 0x7f is NaN
     assert formats.describe("fp16").grid is None and formats.describe("fp16").bits_per_element == 16
+
+
+def test_docs_formats_md_is_generated_from_the_table():
+    """docs/formats.md is the output of `python -m qsparse.formats`: regenerate it when the table changes."""
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "formats.md"
+    assert path.read_text() == formats.markdown_table(), "docs/formats.md is stale: python -m qsparse.formats > docs/formats.md"
+    for f in formats.table():
+        assert f"| `{f.name}` |" in path.read_text()

@@ -81,6 +81,9 @@ typedef enum qs_family {
                                minifloat rows with a group scale */
     QS_FAMILY_COUNT_ = 6
 } qs_family;
+/* Kernel-internal family (never in qs_format_info): QS_FAMILY_SCALED with a power-of-two scale, which divides by
+   multiplying with the exact reciprocal. */
+#define QS_FAMILY_SCALED_POW2 QS_FAMILY_COUNT_
 
 /* How a group's scale is stored, for bits-per-element accounting. */
 typedef enum qs_scale_kind {
@@ -214,6 +217,17 @@ QS_API int32_t qs_magnitude_mask_cpu(int32_t dtype, int64_t rows, int64_t cols, 
 QS_API int32_t qs_encode_cpu(int32_t format, int32_t saturate, int64_t n, const float *x, uint8_t *codes);
 QS_API int32_t qs_decode_cpu(int32_t format, int64_t n, const uint8_t *codes, float *x);
 
+/* Largest group of the Hadamard transform. */
+#define QS_HADAMARD_MAX_GROUP 8192
+
+/* y = H x / sqrt(g) on every group of g consecutive elements of each row (FORMATS.md section 8): g a power of two,
+   1 <= g <= QS_HADAMARD_MAX_GROUP, dividing cols. The Walsh-Hadamard matrix in Sylvester order, normalized: an
+   orthonormal, symmetric transform that is its own inverse (up to rounding). Computed in binary32 with the
+   butterflies in a fixed order (strides 1, 2, ..., g/2; (a, b) -> (a + b, a - b)), then one multiplication by
+   (float)(1 / sqrt(g)); the output is rounded to x's dtype. y may equal x but must not overlap it otherwise. */
+QS_API int32_t qs_hadamard_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride, void *y,
+                               int64_t y_stride, int64_t group, int32_t num_threads);
+
 /* ---- CUDA kernels (CUDA library only; same semantics and results as the CPU versions) ------------------------- */
 
 QS_API int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
@@ -223,6 +237,8 @@ QS_API int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, 
 QS_API int32_t qs_nm_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *scores, int64_t s_stride,
                                uint8_t *mask, int64_t m_stride, int32_t keep, int32_t group,
                                int32_t device, void *stream);
+QS_API int32_t qs_hadamard_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride, void *y,
+                                int64_t y_stride, int64_t group, int32_t device, void *stream);
 QS_API int32_t qs_magnitude_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *w, int64_t w_stride,
                                       uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,
                                       int32_t device, void *stream);

@@ -693,6 +693,61 @@ static void dec_expect(int line, const char *what, int32_t fmt, int64_t n, const
                inputs, 1);
 }
 
+/* qs_hadamard_cpu: argument order, hand values, in place, strided rows with untouched padding. */
+static void test_hadamard(void) {
+    float x[2 * 12], y[2 * 12];
+    int32_t st;
+    int i;
+    const struct {
+        const char *what;
+        int32_t dtype;
+        int64_t rows, cols, xs, ys, group;
+        int null_x;
+        int32_t nt, want;
+    } cases[] = {
+        {"rows -1", 0, -1, 8, 8, 8, 4, 0, 1, QS_ERR_INVALID_SIZE},
+        {"x_stride < cols", 0, 2, 8, 4, 8, 4, 0, 1, QS_ERR_INVALID_STRIDE},
+        {"y_stride < cols", 0, 2, 8, 8, 7, 4, 0, 1, QS_ERR_INVALID_STRIDE},
+        {"dtype 3", 3, 2, 8, 8, 8, 4, 0, 1, QS_ERR_INVALID_DTYPE},
+        {"group 0", 0, 2, 8, 8, 8, 0, 0, 1, QS_ERR_INVALID_GROUP},
+        {"group -4", 0, 2, 8, 8, 8, -4, 0, 1, QS_ERR_INVALID_GROUP},
+        {"group 3", 0, 2, 6, 6, 6, 3, 0, 1, QS_ERR_INVALID_GROUP},
+        {"group not dividing cols", 0, 2, 12, 12, 12, 8, 0, 1, QS_ERR_INVALID_GROUP},
+        {"group above the max", 0, 1, 16384, 16384, 16384, 16384, 0, 1, QS_ERR_INVALID_GROUP},
+        {"group checked on an empty tensor", 0, 0, 8, 8, 8, 3, 0, 1, QS_ERR_INVALID_GROUP},
+        {"x NULL", 0, 2, 8, 8, 8, 4, 1, 1, QS_ERR_NULL_POINTER},
+        {"x NULL on an empty tensor", 0, 0, 8, 8, 8, 4, 1, 1, QS_OK},
+        {"threads 4097", 0, 2, 8, 8, 8, 4, 0, 4097, QS_ERR_INVALID_ARGUMENT},
+        {"group checked before threads", 0, 2, 8, 8, 8, 5, 0, 4097, QS_ERR_INVALID_GROUP},
+    };
+    for (i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
+        memset(y, 0x5a, sizeof y);
+        for (int k = 0; k < 24; k++) x[k] = (float)(k + 1);
+        st = qs_hadamard_cpu(cases[i].dtype, cases[i].rows, cases[i].cols, cases[i].null_x ? NULL : x, cases[i].xs,
+                             y, cases[i].ys, cases[i].group, cases[i].nt);
+        CHECK(st == cases[i].want, "hadamard %s: %d %s, want %d", cases[i].what, st, status_name(st), cases[i].want);
+        if (st != QS_OK) CHECK(((const uint8_t *)y)[0] == 0x5a, "hadamard %s: wrote its output", cases[i].what);
+    }
+    /* H_4 / 2 of [1, 2, 3, 4] = [5, -1, -2, 0]; rows 2 of stride 12 (only 8 columns used): padding untouched */
+    memset(y, 0x5a, sizeof y);
+    for (i = 0; i < 24; i++) x[i] = (float)(i % 12 + 1);
+    st = qs_hadamard_cpu(QS_DTYPE_F32, 2, 8, x, 12, y, 12, 4, 2);
+    CHECK(st == QS_OK, "hadamard 2x8 stride 12: %d", st);
+    {
+        const float want[8] = {5.0f, -1.0f, -2.0f, 0.0f, 13.0f, -1.0f, -2.0f, 0.0f};
+        for (i = 0; i < 8; i++) {
+            CHECK(y[i] == want[i] && y[12 + i] == want[i], "hadamard value %d: %g %g, want %g", i, (double)y[i],
+                  (double)y[12 + i], (double)want[i]);
+        }
+        for (i = 8; i < 12; i++) CHECK(((const uint8_t *)&y[i])[0] == 0x5a, "hadamard wrote padding at %d", i);
+        /* in place, twice: back to x (exact here: small integers and a power-of-four group) */
+        st = qs_hadamard_cpu(QS_DTYPE_F32, 2, 8, x, 12, x, 12, 4, 1);
+        st |= qs_hadamard_cpu(QS_DTYPE_F32, 2, 8, x, 12, x, 12, 4, 1);
+        CHECK(st == QS_OK, "hadamard in place: %d", st);
+        for (i = 0; i < 8; i++) CHECK(x[i] == (float)(i + 1), "hadamard twice %d: %g", i, (double)x[i]);
+    }
+}
+
 static void test_codec_args(void) {
     const float *xin = (const float *)(void *)fx_floats.data;
     uint8_t *codes = fx_codes.data;
@@ -1217,6 +1272,7 @@ int main(void) {
     test_nm_mask_args();
     test_magnitude_mask_args();
     test_codec_args();
+    test_hadamard();
     test_regressions();
     t1 = seconds();
     printf("  argument checks: %ld, %.1f s (failures so far: %ld)\n", g_checks, t1 - t0, g_failures);
