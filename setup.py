@@ -176,6 +176,7 @@ setup(
             include_dirs=["csrc", "csrc/include"],
             depends=_rel(glob(os.path.join(ROOT, "csrc", "*.h")) + glob(os.path.join(ROOT, "csrc", "include", "*.h"))),
             define_macros=[("Py_LIMITED_API", "0x03090000")],
+            libraries=[] if sys.platform == "win32" else ["m"],  # pow() of the mse observer
             py_limited_api=True,
         )
     ],

@@ -178,6 +178,11 @@ typedef struct qs_kernel_traits {
     float rcp_max;      /* RCEIL: (float)(1 / max_elem), as torchao multiplies by it */
     float tdiv;         /* E4M3: max_elem * 448, the divisor of the tensor scale */
     float tscale;       /* E4M3: the tensor scale s_t (set per call from the tensor's amax; NaN: not finite) */
+    /* QS_OBSERVER_MSE (observer 0: min/max) */
+    int32_t observer;
+    int32_t mse_count;  /* candidates: (int)(maxshrink * grid) */
+    double mse_grid;
+    double mse_norm;
 } qs_kernel_traits;
 
 /* The element grid of a FLOAT or SCALED row: rounding constants and overflow value. */
@@ -215,8 +220,32 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
     } else if (p->scale_mode != QS_SCALE_MODE_DEFAULT) {
         return QS_ERR_INVALID_ARGUMENT; /* INT and BFP scales are fixed by the format */
     }
+    if (p->observer < 0 || p->observer >= QS_OBSERVER_COUNT_) return QS_ERR_INVALID_ARGUMENT;
+    if (p->observer == QS_OBSERVER_MINMAX) {
+        if (p->mse_grid != 0 || p->mse_maxshrink != 0.0f || p->mse_norm != 0.0f) return QS_ERR_INVALID_ARGUMENT;
+    } else {
+        /* a search over the range of a binary32 or E4M3 scale: INT and the scaled formats without E8M0 scales */
+        const int32_t int_family = info.family == QS_FAMILY_INT_SYM || info.family == QS_FAMILY_INT_FULL ||
+                                   info.family == QS_FAMILY_INT_ASYM;
+        const int32_t float_scale = (info.family == QS_FAMILY_FLOAT || info.family == QS_FAMILY_SCALED) &&
+                                    (mode == QS_SCALE_MODE_AMAX || mode == QS_SCALE_MODE_E4M3 ||
+                                     mode == QS_SCALE_MODE_E4M3_BLOCK);
+        if (!int_family && !float_scale) return QS_ERR_INVALID_ARGUMENT;
+        if (p->mse_grid < 0 || p->mse_grid > 100000) return QS_ERR_INVALID_ARGUMENT;
+        if (!(p->mse_maxshrink >= 0.0f && p->mse_maxshrink <= 1.0f)) return QS_ERR_INVALID_ARGUMENT;
+        if (!(p->mse_norm >= 0.0f && p->mse_norm <= 16.0f)) return QS_ERR_INVALID_ARGUMENT;
+    }
     memset(kt, 0, sizeof *kt);
     kt->family = info.family;
+    kt->observer = p->observer;
+    if (p->observer == QS_OBSERVER_MSE) {
+        const double grid = p->mse_grid ? (double)p->mse_grid : 100.0;
+        const double shrink = p->mse_maxshrink != 0.0f ? (double)p->mse_maxshrink : 0.8;
+        kt->mse_grid = grid;
+        kt->mse_count = (int32_t)(shrink * grid);
+        kt->mse_norm = p->mse_norm != 0.0f ? (double)p->mse_norm : 2.4;
+        if (kt->mse_count < 1) kt->mse_count = 1; /* p = 1 at least: the min/max range */
+    }
     kt->rounding = p->rounding;
     kt->qmin = (float)info.qmin;
     kt->qmax = (float)info.qmax;

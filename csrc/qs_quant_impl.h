@@ -7,6 +7,7 @@
 #ifndef QS_QUANT_IMPL_H
 #define QS_QUANT_IMPL_H
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "include/qsparse.h"
@@ -133,6 +134,75 @@ QS_ALWAYS_INLINE void unit_next(const qs_job *jb, qs_unit *c) {
     unit_len(jb, c);
 }
 
+/* QS_OBSERVER_MSE (qsparse.h, qs_observer): the group constants of candidate i, the range shrunk by
+   p = 1 - i / grid in binary32 (GPTQ's p * xmin, p * xmax). Out of line: not on the common path. */
+static qs_gparams mse_candidate(const qs_kernel_traits *kt, qs_range r, int32_t i, int32_t fam) {
+    const float p = (float)(1.0 - (double)i / kt->mse_grid);
+    if (fam == QS_FAMILY_INT_ASYM) {
+        r.kmin = qs_order_key(qs_f2u(p * qs_key_value(r.kmin)));
+        r.kmax = qs_order_key(qs_f2u(p * qs_key_value(r.kmax)));
+    } else {
+        r.amax_bits = qs_f2u(p * qs_u2f(r.amax_bits));
+    }
+    switch (fam) { /* literal families for the inlined group math */
+    case QS_FAMILY_INT_SYM: return qs_group_params(kt, r, QS_FAMILY_INT_SYM);
+    case QS_FAMILY_INT_FULL: return qs_group_params(kt, r, QS_FAMILY_INT_FULL);
+    case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
+    default: return qs_group_params(kt, r, QS_FAMILY_SCALED);
+    }
+}
+
+/* sum over one span of |q(x) - x|^norm in double, RNE (masked-before positions read as 0). */
+static double mse_error(const qs_job *jb, const qs_gparams *g, int64_t row, int64_t c0, int64_t n, int32_t fam,
+                        int32_t dt) {
+    const qs_kernel_traits *kt = jb->kt;
+    const void *xr = jb->x + row * jb->x_stride;
+    const uint8_t *mr = jb->mask_mode == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL;
+    const float ymax = qs_dtype_max(dt);
+    const int32_t square = kt->mse_norm == 2.0;
+    double err = 0.0;
+    int64_t j;
+    for (j = 0; j < n; j++) {
+        float v = qs_load(xr, c0 + j, dt);
+        float y;
+        double d;
+        if (mr != NULL && !mr[c0 + j]) v = 0.0f;
+        switch (fam) {
+        case QS_FAMILY_INT_SYM: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_SYM, QS_ROUND_RNE, ymax); break;
+        case QS_FAMILY_INT_FULL: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_FULL, QS_ROUND_RNE, ymax); break;
+        case QS_FAMILY_INT_ASYM: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_ASYM, QS_ROUND_RNE, ymax); break;
+        default: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_SCALED, QS_ROUND_RNE, ymax); break;
+        }
+        d = fabs((double)y - (double)v);
+        err += square ? d * d : pow(d, kt->mse_norm);
+    }
+    return err;
+}
+
+/* The best candidate for the spans [units u0, u1) of a job taken together (one group, or the whole tensor):
+   the first i with the smallest error; `g` (the min/max constants) when no candidate has a nonzero scale. */
+static qs_gparams mse_search(const qs_job *jb, qs_range r, qs_gparams g, int64_t row, int64_t c0, int64_t n,
+                             int32_t whole_tensor, int32_t fam, int32_t dt) {
+    double best = HUGE_VAL;
+    int32_t i;
+    for (i = 0; i < jb->kt->mse_count; i++) {
+        const qs_gparams gi = mse_candidate(jb->kt, r, i, fam);
+        double err = 0.0;
+        if (gi.mode != QS_GP_QUANT) continue; /* a range shrunk to a zero scale */
+        if (whole_tensor) {
+            int64_t rr;
+            for (rr = 0; rr < jb->rows; rr++) err += mse_error(jb, &gi, rr, 0, jb->cols, fam, dt);
+        } else {
+            err = mse_error(jb, &gi, row, c0, n, fam, dt);
+        }
+        if (err < best) {
+            best = err;
+            g = gi;
+        }
+    }
+    return g;
+}
+
 /* One group: its statistics, its constants, its outputs. n is a literal on the path of common group sizes. */
 QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, const int32_t fam,
                                      const int32_t rnd, const int32_t mm, const int32_t dt) {
@@ -141,6 +211,9 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
     range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
                fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
     g = qs_group_params(jb->kt, r, fam);
+    if (fam != QS_FAMILY_BFP && fam != QS_FAMILY_FLOAT && fam != QS_FAMILY_SCALED_POW2 && jb->kt->observer &&
+        g.mode == QS_GP_QUANT)
+        g = mse_search(jb, r, g, row, c0, n, 0, fam, dt);
     apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
 }
 

@@ -54,7 +54,7 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
                                           qs_kernel_traits *kt) {
     int i;
     if (p == NULL) return QS_ERR_NULL_POINTER;
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 2; i++)
         if (p->reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     QS_TRY(qs_check_sizes(rows, cols));
     QS_TRY(qs_check_stride(rows, cols, x_stride));

@@ -671,6 +671,7 @@ int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t
     const cudaStream_t st = (cudaStream_t)stream;
     QS_TRY(qs_check_fake_quant(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode,
                                &kt));
+    if (kt.observer != QS_OBSERVER_MINMAX) return QS_ERR_UNSUPPORTED; /* the mse search is CPU-only for now */
     if (rows == 0 || cols == 0) return QS_OK;
     QS_TRY(qs_cuda_begin(device, &sms));
 

@@ -37,7 +37,11 @@ class QuantParams(ctypes.Structure):
         ("seed", c_uint64),
         ("saturate", c_int32),
         ("scale_mode", c_int32),
-        ("reserved", c_int64 * 4),
+        ("observer", c_int32),
+        ("mse_grid", c_int32),
+        ("mse_maxshrink", ctypes.c_float),
+        ("mse_norm", ctypes.c_float),
+        ("reserved", c_int64 * 2),
     ]
 
 

@@ -25,6 +25,7 @@ SCALE_KINDS = ("none", "float", "shared_exp", "e4m3")
 # "e4m3" for nvfp4.
 SCALE_MODES = ("default", "none", "amax", "floor", "ceil", "even", "rceil", "e4m3", "e4m3_block")
 _POW2_MODES = ("floor", "ceil", "even", "rceil")
+OBSERVERS = ("minmax", "mse")  # qs_observer, in C order
 ROUNDINGS = ("rne", "stochastic")
 
 # qs_format_info.flags
@@ -346,6 +347,7 @@ class Format:
     rounding: str = "rne"
     saturate: Optional[bool] = None
     scale_mode: Optional[str] = None
+    observer: str = "minmax"
     version: int = field(default=1, compare=False)
 
     def __post_init__(self):
@@ -365,6 +367,11 @@ class Format:
                                  "or NaN to overflow to), so it always saturates")
             if mode == "default":
                 raise ValueError(f"saturate applies to float formats only, not {info.name!r}")
+        if self.observer not in OBSERVERS:
+            raise ValueError(f"observer={self.observer!r} is not supported; allowed: {', '.join(OBSERVERS)}")
+        if self.observer == "mse" and not (info.family.startswith("int") or mode in ("amax", "e4m3", "e4m3_block")):
+            raise ValueError(f"observer='mse' needs a scale it can shrink: INT formats, or scale modes amax, e4m3 or "
+                             f"e4m3_block; {info.name!r} uses scale mode {mode!r}")
 
     @property
     def info(self) -> FormatInfo:
@@ -400,11 +407,13 @@ class Format:
             d["saturate"] = self.saturate
         if self.scale_mode is not None:
             d["scale_mode"] = self.scale_mode
+        if self.observer != "minmax":
+            d["observer"] = self.observer
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Format":
-        allowed = {"name", "group_size", "rounding", "saturate", "scale_mode"}
+        allowed = {"name", "group_size", "rounding", "saturate", "scale_mode", "observer"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"unknown Format keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -475,7 +484,7 @@ def markdown_table() -> str:
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
            "check_group_size", "check_scale_mode", "element_grid", "markdown_table",
-           "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "ROUNDINGS"]
+           "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS"]
 
 
 if __name__ == "__main__":  # python -m qsparse.formats > docs/formats.md

@@ -52,13 +52,15 @@ def _group_code(info: _formats.FormatInfo, group_size) -> int:
     return group_size
 
 
-def op_args(f: Format) -> Tuple[str, int, int, int, int]:
+def op_args(f: Format) -> Tuple[str, int, int, int, int, int]:
     """The arguments of ``qsparse::fake_quant`` that a Format fixes: (name, group code, rounding code,
-    saturate code, scale mode code). Modules compute this once, so that their forward does no parsing."""
+    saturate code, scale mode code, observer code). Modules compute this once, so that their forward does no
+    parsing."""
     info = f.info
     mode = f.effective_scale_mode
     return (info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
-            -1 if f.saturate is None else int(f.saturate), _formats.SCALE_MODES.index(mode))
+            -1 if f.saturate is None else int(f.saturate), _formats.SCALE_MODES.index(mode),
+            _formats.OBSERVERS.index(f.observer))
 
 
 def draw_seed() -> int:
@@ -66,12 +68,12 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
-def resolve_format(fmt, group_size=None, rounding=None, saturate=None, scale_mode=None) -> Format:
+def resolve_format(fmt, group_size=None, rounding=None, saturate=None, scale_mode=None, observer=None) -> Format:
     """A Format from a name or Format plus call-level overrides (None keeps the Format's own setting)."""
     if not isinstance(fmt, (str, Format)):
         raise TypeError(f"fmt must be a format name or a qsparse.Format, got {type(fmt).__name__}")
     overrides = {k: v for k, v in (("group_size", group_size), ("rounding", rounding), ("saturate", saturate),
-                                   ("scale_mode", scale_mode)) if v is not None}
+                                   ("scale_mode", scale_mode), ("observer", observer)) if v is not None}
     return Format.parse(fmt, **overrides)
 
 
@@ -84,6 +86,7 @@ def fake_quant(
     seed: Optional[int] = None,
     saturate: Optional[bool] = None,
     scale_mode: Optional[str] = None,
+    observer: Optional[str] = None,
     mask: Optional[torch.Tensor] = None,
     sparsify_first: bool = True,
     transform: Optional[str] = None,
@@ -106,6 +109,9 @@ def fake_quant(
         ``floor``/``ceil``/``even``/``rceil`` are E8M0 scales (OCP MX, torchao's ScaleCalculationMode),
         ``e4m3`` NVFP4's E4M3 block scale under a binary32 tensor scale, ``e4m3_block`` the same without the
         tensor scale, ``amax`` a binary32 scale amax / max of the element grid.
+    observer: ``"minmax"`` (default) or ``"mse"``: GPTQ's search over shrunk ranges (p = 1, 0.99, ..., 0.21 of the
+        min/max range, error sum |q - x|^2.4) per group, for INT formats and scales that are not powers of two
+        (``amax``, ``e4m3``, ``e4m3_block``). About 80 quantizations per group: meant for weights.
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
 
@@ -117,7 +123,7 @@ def fake_quant(
     Gradient: straight-through (unchanged, zero at masked positions).
     """
     _check_tensor(x, "x")
-    f = resolve_format(fmt, group_size, rounding, saturate, scale_mode)
+    f = resolve_format(fmt, group_size, rounding, saturate, scale_mode, observer)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
@@ -137,7 +143,7 @@ def fake_quant(
     seed64 = seed or 0
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
-    name, group, rounding_code, saturate_code, scale_code = op_args(f)
+    name, group, rounding_code, saturate_code, scale_code, observer_code = op_args(f)
     if transform is not None:
         if transform != "hadamard":
             raise ValueError(f"transform={transform!r} is not supported; allowed: None, 'hadamard'")
@@ -145,11 +151,13 @@ def fake_quant(
         if mask is not None and sparsify_first:
             x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
         y = _ops.hadamard(_ops.fake_quant(_ops.hadamard(x, transform_group), name, group, rounding_code, seed64,
-                                          saturate_code, scale_code, None, _ops.MASK_NONE), transform_group)
+                                          saturate_code, scale_code, observer_code, None, _ops.MASK_NONE),
+                          transform_group)
         if mask is not None:
             y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
         return y
-    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, mask, mask_mode)
+    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, observer_code, mask,
+                           mask_mode)
 
 
 def _check_hadamard_group(x: torch.Tensor, group, param: str) -> int:

@@ -2,10 +2,12 @@
 
 Ops (schemas are inferred from the annotations below):
 
-- ``qsparse::fake_quant(x, fmt, group_size, rounding, seed, saturate, scale_mode, mask, mask_mode) -> Tensor``
+- ``qsparse::fake_quant(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, mask, mask_mode)
+  -> Tensor``
   ``fmt`` a canonical format name; ``group_size`` > 0, 0 (per row) or -1 (per tensor); ``rounding`` 0 = RNE,
   1 = stochastic; ``seed`` the stochastic key (int64, reinterpreted as uint64); ``saturate`` -1 (format default),
   0 or 1; ``scale_mode`` a qs_scale_mode (index into formats.SCALE_MODES, 0 = the format's default);
+  ``observer`` 0 = min/max, 1 = mse (GPTQ's shrink search; on a CUDA tensor it runs on the CPU);
   ``mask`` an optional bool tensor shaped like x, applied before (``mask_mode`` 1) or after (2)
   quantization. Output: a new contiguous tensor, x's shape and dtype. Backward: straight-through (the gradient
   passes unchanged; masked positions get zero).
@@ -55,9 +57,10 @@ def _rows_view(t: torch.Tensor) -> Tuple[torch.Tensor, int, int, int]:
 
 
 def _params(fmt: str, group_size: int, rounding: int, seed: int, saturate: int,
-            scale_mode: int = 0) -> _lib.QuantParams:
+            scale_mode: int = 0, observer: int = 0) -> _lib.QuantParams:
     p = _lib.QuantParams()
     p.scale_mode = scale_mode
+    p.observer = observer
     p.format = _formats.get(fmt).id
     p.rounding = rounding
     p.group_size = group_size
@@ -86,13 +89,17 @@ def _suffix(t: torch.Tensor) -> str:
 
 @torch.library.custom_op("qsparse::fake_quant", mutates_args=())
 def fake_quant(x: torch.Tensor, fmt: str, group_size: int, rounding: int, seed: int, saturate: int, scale_mode: int,
-               mask: Optional[torch.Tensor], mask_mode: int) -> torch.Tensor:
+               observer: int, mask: Optional[torch.Tensor], mask_mode: int) -> torch.Tensor:
+    if observer and x.device.type == "cuda":  # the mse search has no CUDA kernel yet: the CPU's, same bits
+        m = mask.cpu() if mask is not None else None
+        return fake_quant(x.cpu(), fmt, group_size, rounding, seed, saturate, scale_mode, observer, m,
+                          mask_mode).to(x.device)
     lib = _library_for(x)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return out
     xv, rows, cols, xs = _rows_view(x)
-    params = _params(fmt, group_size, rounding, seed, saturate, scale_mode)
+    params = _params(fmt, group_size, rounding, seed, saturate, scale_mode, observer)
     mptr, ms = None, 0
     if mask is not None and mask_mode != MASK_NONE:
         mv, _, _, ms = _rows_view(mask)
@@ -103,12 +110,12 @@ def fake_quant(x: torch.Tensor, fmt: str, group_size: int, rounding: int, seed: 
 
 
 @fake_quant.register_fake
-def _(x, fmt, group_size, rounding, seed, saturate, scale_mode, mask, mask_mode):
+def _(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, mask, mask_mode):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def _fake_quant_setup(ctx, inputs, output):
-    mask, mask_mode = inputs[7], inputs[8]
+    mask, mask_mode = inputs[8], inputs[9]
     ctx.masked = mask is not None and mask_mode != MASK_NONE
     if ctx.masked:
         ctx.save_for_backward(mask)
@@ -118,7 +125,7 @@ def _fake_quant_backward(ctx, grad):
     if ctx.masked:
         (mask,) = ctx.saved_tensors
         grad = torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    return grad, None, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("qsparse::fake_quant", _fake_quant_backward, setup_context=_fake_quant_setup)

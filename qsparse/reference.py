@@ -177,14 +177,20 @@ def _group_view(x: torch.Tensor, group: Union[int, str]) -> tuple:
     return xp.reshape(-1, group), lambda g: g.reshape(rows, cols + pad)[:, :cols]
 
 
-def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug, ymax: float) -> torch.Tensor:
-    """Fake-quantize each row of xg (float32 groups, zero padded); integer results are clamped to +-ymax."""
+def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug, ymax: float, shrink=None,
+                  return_ok: bool = False):
+    """Fake-quantize each row of xg (float32 groups, zero padded); integer results are clamped to +-ymax. `shrink`
+    (binary32 scalar): the mse observer's candidate, multiplying the group's min and max. With `return_ok`, also
+    the groups whose scale is finite and nonzero."""
     one = torch.ones((), dtype=_F32)
     bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
     xs = torch.where(bad, torch.zeros_like(xg), xg)
     vmin = xs.amin(dim=1, keepdim=True)
     vmax = xs.amax(dim=1, keepdim=True)
+    if shrink is not None:
+        vmin, vmax = vmin * shrink, vmax * shrink
     amax = torch.maximum(vmin.abs(), vmax.abs())
+    s = None
     zero_out = torch.copysign(torch.zeros_like(xs), xs)
     if family in ("int_sym", "int_full"):
         qmax = 2 ** (bits - 1) - 1
@@ -221,7 +227,30 @@ def _quant_groups(xg: torch.Tensor, family: str, bits: int, rounding: str, ug, y
         y = torch.clamp(_round(v, rounding, ug) * interval, -maxv, maxv)
     else:
         raise ValueError(family)
-    return torch.where(bad, torch.full_like(y, math.nan), y)
+    y = torch.where(bad, torch.full_like(y, math.nan), y)
+    if return_ok:
+        ok = ~bad & (s != 0) if s is not None else ~bad
+        return y, ok
+    return y
+
+
+def _mse_groups(xg: torch.Tensor, run, grid: int = 100, maxshrink: float = 0.8, norm: float = 2.4) -> torch.Tensor:
+    """GPTQ's mse observer (FORMATS.md section 1): for i < int(maxshrink * grid), p = fl32(1 - i / grid); quantize
+    every group with its range shrunk by p (RNE), error = sum |q - x|^norm in float64; each group keeps the first p
+    with the smallest error among candidates with a nonzero scale (else the min/max result). `run(p)` returns
+    (quantized groups, ok). The returned index per group is then used by the caller."""
+    xs = torch.where(torch.isfinite(xg), xg, torch.zeros_like(xg)).to(_F64)
+    best = torch.full((xg.shape[0], 1), math.inf, dtype=_F64)
+    choice = torch.zeros((xg.shape[0], 1), dtype=torch.float32)  # p of the winner; 1.0 = min/max
+    for i in range(int(maxshrink * grid)):
+        p = torch.tensor(1.0 - i / grid, dtype=_F32)
+        y, ok = run(p)
+        d = (y.to(_F64) - xs).abs()
+        err = (d * d if norm == 2 else d.pow(norm)).sum(dim=1, keepdim=True)
+        better = ok & (err < best)
+        best = torch.where(better, err, best)
+        choice = torch.where(better, p, choice)
+    return choice
 
 
 def _pow2_exponent(amax: torch.Tensor, mode: str, p: dict) -> torch.Tensor:
@@ -240,13 +269,15 @@ def _pow2_exponent(amax: torch.Tensor, mode: str, p: dict) -> torch.Tensor:
 
 
 def _scaled_groups(xg: torch.Tensor, elem: str, mode: str, rounding: str, ug, ymax: float,
-                   tscale: Optional[float]) -> torch.Tensor:
+                   tscale: Optional[float], shrink=None, return_ok: bool = False):
     """Block-scaled fake quantization of each row of xg (FORMATS.md sections 3-5; torchao's to_mx and
-    nvfp4_quantize for the E8M0 and E4M3 scales)."""
+    nvfp4_quantize for the E8M0 and E4M3 scales). `shrink`, `return_ok`: as in _quant_groups."""
     p = float_params(elem)
     bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
     xs = torch.where(bad, torch.zeros_like(xg), xg)
     amax = xs.abs().amax(dim=1, keepdim=True)
+    if shrink is not None:
+        amax = amax * shrink
     zero = torch.zeros_like(bad)
     if mode == "amax":
         s = amax / torch.tensor(p["max"], dtype=_F32)
@@ -271,12 +302,34 @@ def _scaled_groups(xg: torch.Tensor, elem: str, mode: str, rounding: str, ug, ym
     q = round_float(xs / safe_s, elem, rounding, ug, saturate=True)
     y = torch.clamp(q * safe_s, -ymax, ymax)
     y = torch.where(zero, torch.copysign(torch.zeros_like(xs), xs), y)
-    return torch.where(bad, torch.full_like(y, math.nan), y)
+    y = torch.where(bad, torch.full_like(y, math.nan), y)
+    if return_ok:
+        return y, ~bad & ~zero
+    return y
+
+
+def _observed(xg: torch.Tensor, quant, observer: str, rounding: str, ug):
+    """quant(rounding, ug, shrink) of the groups, with the shrink chosen by the observer."""
+    if observer == "minmax":
+        return quant(rounding, ug, None)
+    if not torch.isfinite(xg).all(dim=1).any():
+        return quant(rounding, ug, None)
+    base, ok0 = quant("rne", None, None, True)
+    choice = _mse_groups(xg, lambda p: quant("rne", None, p, True))
+    # groups quantized with their own p: one pass per distinct p
+    y = quant(rounding, ug, None)
+    for p in torch.unique(choice).tolist():
+        if p == 1.0:
+            continue
+        yp = quant(rounding, ug, torch.tensor(p, dtype=_F32))
+        y = torch.where((choice == p) & ok0, yp, y)
+    return y
 
 
 def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
                seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
-               sparsify_first: bool = True, scale_mode: Optional[str] = None) -> torch.Tensor:
+               sparsify_first: bool = True, scale_mode: Optional[str] = None,
+               observer: str = "minmax") -> torch.Tensor:
     """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
     'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES. Output in x's
     dtype."""
@@ -302,26 +355,28 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     u = _unit(rand24(seed, index)) if rounding == "stochastic" else None
     if family == "float":
         y = round_float(x2, name, rounding, u, saturate)
-    elif family == "scaled":
-        tscale = None
-        if mode == "e4m3":  # binary32 tensor scale amax / (max_elem * 448), NaN for a non-finite tensor
-            a = x2.abs().amax() if x2.numel() else torch.zeros((), dtype=_F32)
-            tdiv = torch.tensor(float_params(elem)["max"] * 448.0, dtype=_F32)
-            tscale = float(a / tdiv) if torch.isfinite(x2).all() else math.nan
-        xg, restore = _group_view(x2, group_size)
-        ug = None
-        if u is not None:
-            ug, _ = _group_view(u, group_size)
-            ug = ug.to(_F32)
-        y = restore(_scaled_groups(xg, elem, mode, rounding, ug, DTYPE_MAX[dtype], tscale))
     else:
-        g = group_size if group_size is not None else ("row" if family != "bfp" else 32)
+        if family == "scaled":
+            tscale = None
+            if mode == "e4m3":  # binary32 tensor scale amax / (max_elem * 448), NaN for a non-finite tensor
+                a = x2.abs().amax() if x2.numel() else torch.zeros((), dtype=_F32)
+                tdiv = torch.tensor(float_params(elem)["max"] * 448.0, dtype=_F32)
+                tscale = float(a / tdiv) if torch.isfinite(x2).all() else math.nan
+            g = group_size
+
+            def quant(r, u_, sh, ok=False):
+                return _scaled_groups(xg, elem, mode, r, u_, DTYPE_MAX[dtype], tscale, sh, ok)
+        else:
+            g = group_size if group_size is not None else ("row" if family != "bfp" else 32)
+
+            def quant(r, u_, sh, ok=False):
+                return _quant_groups(xg, family, bits, r, u_, DTYPE_MAX[dtype], sh, ok)
         xg, restore = _group_view(x2, g)
         ug = None
         if u is not None:
             ug, _ = _group_view(u, g)
             ug = ug.to(_F32)
-        y = restore(_quant_groups(xg, family, bits, rounding, ug, DTYPE_MAX[dtype]))
+        y = restore(_observed(xg, quant, observer, rounding, ug))
     if m2 is not None:
         y = torch.where(m2, y, torch.zeros((), dtype=_F32))
     return y.to(dtype).reshape(shape)

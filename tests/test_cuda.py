@@ -361,7 +361,7 @@ def test_c_entry_points_validate_like_the_cpu_library():
 
     def params(fmt=0, rounding=0, group=0, saturate=-1, reserved=0):
         q = _lib.QuantParams()
-        q.format, q.rounding, q.group_size, q.saturate, q.reserved0 = fmt, rounding, group, saturate, reserved
+        q.format, q.rounding, q.group_size, q.saturate, q.reserved[0] = fmt, rounding, group, saturate, reserved
         return ctypes.byref(q)
 
     bfp8, fp16 = formats.get("bfp8").id, formats.get("fp16").id
@@ -443,3 +443,12 @@ def test_tensor_over_2_32_elements():
     m_gpu = qsparse.magnitude_mask(x, 0.5)
     m_cpu = qsparse.magnitude_mask(x_cpu, 0.5)
     assert torch.equal(m_gpu.cpu(), m_cpu), "magnitude per tensor over 2^32 elements"
+
+
+@needs_cuda
+def test_mse_observer_on_cuda_tensors_runs_the_cpu_search():
+    x = _inputs(8, 256, torch.float32, seed=4)
+    for fmt, kw in (("int4", dict(group_size=32)), ("nvfp4", {})):
+        y_gpu, y_cpu = _fq_both(x, fmt, observer="mse", **kw)
+        assert y_gpu.device.type == "cuda"
+        assert_bits_equal(y_gpu, y_cpu, f"{fmt} mse")

@@ -157,8 +157,24 @@ typedef struct qs_quant_params {
     int32_t scale_mode;  /* qs_scale_mode: element rows accept NONE (their default) and every scaled mode when
                             they have codes (<= 8 bits); MX and NVFP4 rows every scaled mode; INT and BFP rows
                             only DEFAULT */
-    int64_t reserved[4];
+    int32_t observer;    /* qs_observer */
+    int32_t mse_grid;    /* QS_OBSERVER_MSE: candidates p = 1 - i / grid; 0 means 100 (else 1 .. 100000) */
+    float mse_maxshrink; /* QS_OBSERVER_MSE: i < (int)(maxshrink * grid); 0 means 0.8 (else in (0, 1]) */
+    float mse_norm;      /* QS_OBSERVER_MSE: error = sum |q(x) - x|^norm; 0 means 2.4 (else in (0, 16]) */
+    int64_t reserved[2];
 } qs_quant_params;
+
+/* How a group's range is chosen (FORMATS.md section 1). The mse fields of qs_quant_params must be 0 with
+   QS_OBSERVER_MINMAX. */
+typedef enum qs_observer {
+    QS_OBSERVER_MINMAX = 0, /* the group's min/max (or max |x|) */
+    QS_OBSERVER_MSE = 1,    /* GPTQ's shrink search: for i < maxshrink * grid, shrink the range by p = 1 - i/grid
+                               (in binary32), quantize the group (RNE), error = sum |q - x|^norm in double; keep the
+                               first p with the smallest error. INT formats and scaled formats with a binary32 or
+                               E4M3 scale (amax, e4m3, e4m3_block); CPU library only (the CUDA library returns
+                               QS_ERR_UNSUPPORTED) */
+    QS_OBSERVER_COUNT_ = 2
+} qs_observer;
 
 /* Where a mask applies in a fused fake-quantization (the seed's `first:` key). Masked-out positions are +0.0. */
 typedef enum qs_mask_mode {

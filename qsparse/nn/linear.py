@@ -153,7 +153,7 @@ class BFPLinear(nn.Linear):
     # ---- forward ---------------------------------------------------------------------------------------------------
 
     def _quant(self, x: torch.Tensor, args, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        name, group, rounding, saturate, scale_mode = args
+        name, group, rounding, saturate, scale_mode, observer = args
         if x.dtype not in _functional.SUPPORTED_DTYPES:
             raise TypeError(f"BFPLinear with format {name!r} got a {x.dtype} tensor; fake quantization takes "
                             "float32, float16 or bfloat16 (convert the layer with .float() or .to(torch.bfloat16))")
@@ -163,7 +163,7 @@ class BFPLinear(nn.Linear):
         mask_mode = _ops.MASK_NONE
         if mask is not None:
             mask_mode = _ops.MASK_BEFORE if self.config.sparsify_first else _ops.MASK_AFTER
-        return _ops.fake_quant(x, name, group, rounding, seed, saturate, scale_mode, mask, mask_mode)
+        return _ops.fake_quant(x, name, group, rounding, seed, saturate, scale_mode, observer, mask, mask_mode)
 
     _compile_seed = 0x5EED  # stochastic rounding under torch.compile uses a fixed key (a traced graph has no RNG draw)
 

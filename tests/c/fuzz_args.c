@@ -225,7 +225,7 @@ static void fz_decode(const uint8_t *data, size_t size, fz_case *k) {
     }
     {
         uint8_t r = take8(c);
-        if (r >= 0xfbu && r < 0xffu) k->p.reserved[r - 0xfbu] = (int64_t)(take64(c) | 1u);
+        if (r >= 0xfdu && r < 0xffu) k->p.reserved[r - 0xfdu] = (int64_t)(take64(c) | 1u);
     }
     {
         /* scale mode: mostly the default (valid for every format), else any mode, sometimes out of range */
@@ -344,7 +344,7 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     int32_t mode;
     int i;
     if (k->null_params) return QS_ERR_NULL_POINTER;
-    for (i = 0; i < 4; i++)
+    for (i = 0; i < 2; i++)
         if (k->p.reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     EXPECT(fz_expect_sizes(k->rows, k->cols));
     EXPECT(fz_expect_stride(k->rows, k->cols, k->xs));
@@ -505,11 +505,11 @@ static void fz_fake_quant(const fz_case *k) {
     want = fz_expect_fake_quant(k, k->null_x, k->in_place ? k->null_x : k->null_y, !mask_buffer);
     snprintf(g_args, sizeof g_args,
              "qs_fake_quant_cpu(params%s{format %d, rounding %d, group_size %lld, seed %llu, saturate %d, "
-             "scale_mode %d, reserved {%lld %lld %lld %lld}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
+             "scale_mode %d, reserved {%lld %lld}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
              "y%s, y_stride %lld, mask%s, mask_stride %lld, mask_mode %d, num_threads %d)",
              k->null_params ? "=NULL " : " ", k->p.format, k->p.rounding, (long long)k->p.group_size,
              (unsigned long long)k->p.seed, k->p.saturate, k->p.scale_mode, (long long)k->p.reserved[0],
-             (long long)k->p.reserved[1], (long long)k->p.reserved[2], (long long)k->p.reserved[3], k->dtype,
+             (long long)k->p.reserved[1], k->dtype,
              (long long)k->rows, (long long)k->cols, k->null_x ? "=NULL" : "", (long long)k->xs,
              k->in_place ? "=x" : k->null_y ? "=NULL" : "", (long long)ys, mask_buffer ? "" : "=NULL",
              (long long)ms, k->mask_mode, k->nt);

@@ -18,6 +18,7 @@
  * the run.
  */
 #define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -295,13 +296,27 @@ static void test_fake_quant_args(void) {
     FQ("element-wise e4m3 group 32", (a_.p.format = id_e4m3, a_.p.scale_mode = QS_SCALE_MODE_NONE,
        a_.p.group_size = 32), QS_ERR_INVALID_GROUP);
     FQ("mxfp4 per tensor", (a_.p.format = id_mxfp4, a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
-    for (i = 0; i < 4; i++) {
+    for (i = 0; i < 2; i++) {
         snprintf(what, sizeof what, "reserved[%d] = 1", i);
         FQ(what, a_.p.reserved[i] = 1, QS_ERR_INVALID_ARGUMENT);
         snprintf(what, sizeof what, "reserved[%d] = INT64_MIN", i);
         FQ(what, a_.p.reserved[i] = INT64_MIN, QS_ERR_INVALID_ARGUMENT);
     }
-    FQ("reserved != 0 before sizes", (a_.p.reserved[3] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
+    FQ("reserved != 0 before sizes", (a_.p.reserved[1] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
+    FQ("observer 2", a_.p.observer = 2, QS_ERR_INVALID_ARGUMENT);
+    FQ("observer -1", a_.p.observer = -1, QS_ERR_INVALID_ARGUMENT);
+    FQ("mse_grid with minmax", a_.p.mse_grid = 10, QS_ERR_INVALID_ARGUMENT);
+    FQ("mse_norm with minmax", a_.p.mse_norm = 2.0f, QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on int4", a_.p.observer = QS_OBSERVER_MSE, QS_OK);
+    FQ("mse on int4, grid 100001", (a_.p.observer = QS_OBSERVER_MSE, a_.p.mse_grid = 100001), QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on int4, maxshrink 1.5", (a_.p.observer = QS_OBSERVER_MSE, a_.p.mse_maxshrink = 1.5f),
+       QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on int4, norm NaN", (a_.p.observer = QS_OBSERVER_MSE, a_.p.mse_norm = (float)NAN), QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on bfp8", (a_.p.format = id_bfp8, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on mxfp4 (E8M0 scale)", (a_.p.format = id_mxfp4, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
+    FQ("mse on mxfp4 with an amax scale", (a_.p.format = id_mxfp4, a_.p.scale_mode = QS_SCALE_MODE_AMAX,
+       a_.p.observer = QS_OBSERVER_MSE), QS_OK);
+    FQ("mse on element-wise fp8", (a_.p.format = id_e4m3, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
     FQ("reserved != 0 before format", (a_.p.reserved[0] = 1, a_.p.format = -1), QS_ERR_INVALID_ARGUMENT);
     FQ("reserved != 0 on an empty tensor", (a_.p.reserved[0] = 1, a_.cols = 0), QS_ERR_INVALID_ARGUMENT);
     FQ("format before scale_mode", (a_.p.scale_mode = -1, a_.p.format = -1), QS_ERR_INVALID_FORMAT);
@@ -911,6 +926,11 @@ static void guard_fake_quant(void) {
                                 /* scaled rows: every scale mode in turn across the combinations */
                                 if (info.family == QS_FAMILY_SCALED)
                                     p.scale_mode = QS_SCALE_MODE_FLOOR + (int32_t)((gi + dt + mm + rnd) % 6);
+                                /* the mse observer on INT formats and e4m3 / e4m3_block scales (small shapes) */
+                                if (!big && ((info.family <= QS_FAMILY_INT_ASYM && ((gi + dt) & 1)) ||
+                                             (info.family == QS_FAMILY_SCALED &&
+                                              p.scale_mode >= QS_SCALE_MODE_E4M3)))
+                                    p.observer = QS_OBSERVER_MSE;
                                 p.format = f;
                                 p.rounding = rnd;
                                 p.group_size = groups[gi];
