@@ -139,10 +139,8 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
         qs_fpenv env = qs_fpenv_enter();
         if (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3) kt.tscale = qs_tensor_scale(&kt, total);
         if (per_tensor) fixed = tensor_params(&kt, total);
-        if (per_tensor && kt.observer && fixed.mode == QS_GP_QUANT) { /* one search over the whole tensor */
-            jb.kt = &kt;
+        if (per_tensor && kt.observer && fixed.mode == QS_GP_QUANT) /* one search over the whole tensor */
             fixed = mse_search(&jb, total, fixed, 0, 0, 0, 1, kt.family, dtype);
-        }
         qs_fpenv_leave(env);
     }
     /* Units: groups; or, for per-tensor calls and element-wise formats, row spans of at most QS_SPAN elements. */

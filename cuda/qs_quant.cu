@@ -70,7 +70,6 @@ typedef struct qs_fq_job {
     const int32_t *tstats; /* QS_SCALE_MODE_E4M3: the statistics of the whole tensor (its tensor scale), else NULL */
 } qs_fq_job;
 
-
 /* ---- group statistics: qs_range of qs_group.h, reduced over lanes, blocks and atomics (min/max reductions do not
    depend on their order, so every split gives the CPU's range) -------------------------------------------------- */
 
@@ -596,6 +595,7 @@ static int32_t qs_fq_run_scaled(qs_fq_job &jb, int64_t group_size, int32_t sms, 
 template <int DT, int FAM>
 static int32_t qs_fq_run_groups(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st) {
     if (group_size == QS_GROUP_TENSOR) {
+        if (jb.tstats != NULL) return qs_fq_launch_flat<DT, FAM>(jb, jb.tstats, sms, st); /* reduced already */
         int32_t *stats = NULL;
         int32_t status = qs_fq_tensor_stats<DT, FAM>(jb, sms, st, &stats);
         if (status == QS_OK) status = qs_fq_launch_flat<DT, FAM>(jb, stats, sms, st);

@@ -238,10 +238,10 @@ def _mse_groups(xg: torch.Tensor, run, grid: int = 100, maxshrink: float = 0.8, 
     """GPTQ's mse observer (FORMATS.md section 1): for i < int(maxshrink * grid), p = fl32(1 - i / grid); quantize
     every group with its range shrunk by p (RNE), error = sum |q - x|^norm in float64; each group keeps the first p
     with the smallest error among candidates with a nonzero scale (else the min/max result). `run(p)` returns
-    (quantized groups, ok). The returned index per group is then used by the caller."""
+    (quantized groups, ok). Returns the chosen p per group (1.0: the min/max range)."""
     xs = torch.where(torch.isfinite(xg), xg, torch.zeros_like(xg)).to(_F64)
     best = torch.full((xg.shape[0], 1), math.inf, dtype=_F64)
-    choice = torch.zeros((xg.shape[0], 1), dtype=torch.float32)  # p of the winner; 1.0 = min/max
+    choice = torch.ones((xg.shape[0], 1), dtype=torch.float32)  # p of the winner; 1.0 = min/max
     for i in range(int(maxshrink * grid)):
         p = torch.tensor(1.0 - i / grid, dtype=_F32)
         y, ok = run(p)
@@ -312,9 +312,7 @@ def _observed(xg: torch.Tensor, quant, observer: str, rounding: str, ug):
     """quant(rounding, ug, shrink) of the groups, with the shrink chosen by the observer."""
     if observer == "minmax":
         return quant(rounding, ug, None)
-    if not torch.isfinite(xg).all(dim=1).any():
-        return quant(rounding, ug, None)
-    base, ok0 = quant("rne", None, None, True)
+    _, ok0 = quant("rne", None, None, True)  # the C searches only groups whose min/max scale is usable
     choice = _mse_groups(xg, lambda p: quant("rne", None, p, True))
     # groups quantized with their own p: one pass per distinct p
     y = quant(rounding, ug, None)

@@ -152,13 +152,12 @@ def test_mx_exponent_clamps_by_hand():
     assert fq(t32([[tiny]]), "mxfp4").tolist() == [[0.0]]
     # amax 2^-125: E = -125 - 2 = -127, 2^-125 / 2^-127 = 4 -> exact
     assert fq(t32([[2.0**-125]]), "mxfp4").tolist() == [[2.0**-125]]
-    # amax 2^127 * 1.5 with E8M0 floor: E = 127 - 2 = 125, fine
+    # amax 1.5 * 2^127 with E8M0 floor: E = 127 - 2 = 125, 1.5 * 2^2 = 6 is on the grid
     big = 1.5 * 2.0**127
     assert fq(t32([[big]]), "mxfp4").tolist() == [[big]]
-    # mxfp8_e4m3 ceil: amax 1.5 * 2^127 -> E = 128 - 8 = 120 (no NaN); e5m2 floor: E = 127 - 15
+    # mxfp8_e4m3 ceil: E = 128 - 8 = 120, no NaN
     assert math.isfinite(fq(t32([[big]]), "mxfp8_e4m3", scale_mode="ceil").item())
-    # rceil: 1.5 * 2^127 * (1/6) = 2^124 exactly? fl32(1/6) is above 1/6, so the product is above 2^125 * 0.5 ...
-    # the E8M0 exponent stays <= 127, finite
+    # rceil: 1.5 * 2^127 * fl32(1/6) rounds to exactly 2^125 in binary32: E = 125, finite
     assert math.isfinite(fq(t32([[big]]), "mxfp4", scale_mode="rceil").item())
 
 
@@ -181,7 +180,7 @@ def test_nvfp4_by_hand():
 def test_scaled_minifloat_by_hand():
     # fp4_e2m1 with a binary32 scale amax / 6: [3, 1] -> s = 0.5 -> [6, 2] -> [3, 1]; 0.6 -> 1.2 -> 1 -> 0.5
     assert fq(t32([[3.0, 1.0, 0.6]]), "fp4_e2m1", group_size=3).tolist() == [[3.0, 1.0, 0.5]]
-    # fp3_e2m0 (grid 0, 0.5?, ...): its grid from describe, amax maps to its max
+    # fp3_e2m0 (no mantissa bits, no subnormals): 0, 1, 2, 4
     d = formats.describe("fp3_e2m0")
     assert d.grid == (0.0, 1.0, 2.0, 4.0)
 
