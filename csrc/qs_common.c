@@ -14,7 +14,8 @@ QS_STATIC_ASSERT(offsetof(qs_quant_params, seed) == 16, "qs_quant_params.seed of
 QS_STATIC_ASSERT(offsetof(qs_quant_params, saturate) == 24, "qs_quant_params.saturate offset");
 QS_STATIC_ASSERT(offsetof(qs_quant_params, observer) == 32, "qs_quant_params.observer offset");
 QS_STATIC_ASSERT(offsetof(qs_quant_params, mse_norm) == 44, "qs_quant_params.mse_norm offset");
-QS_STATIC_ASSERT(offsetof(qs_quant_params, reserved) == 48, "qs_quant_params.reserved offset");
+QS_STATIC_ASSERT(offsetof(qs_quant_params, compat) == 48, "qs_quant_params.compat offset");
+QS_STATIC_ASSERT(offsetof(qs_quant_params, reserved) == 56, "qs_quant_params.reserved offset");
 QS_STATIC_ASSERT(offsetof(qs_format_info, default_group) == 48, "qs_format_info.default_group offset");
 QS_STATIC_ASSERT(offsetof(qs_format_info, max_normal) == 64, "qs_format_info.max_normal offset");
 QS_STATIC_ASSERT(offsetof(qs_format_info, default_scale_mode) == 88, "qs_format_info.default_scale_mode offset");
@@ -43,4 +44,20 @@ int32_t qs_format_get(int32_t index, qs_format_info *out) {
     if (index < 0 || index >= QS_FORMAT_COUNT) return QS_ERR_INVALID_FORMAT;
     if (out == NULL) return QS_ERR_NULL_POINTER;
     return qs_format_fill(index, out);
+}
+
+int32_t qs_format_grid(int32_t format, int32_t candidate, const char **name, float *values, int32_t capacity,
+                       int32_t *count) {
+    const qs_lut_set *set;
+    int32_t i, n;
+    if (format < 0 || format >= QS_FORMAT_COUNT) return QS_ERR_INVALID_FORMAT;
+    if (qs_format_rows[format].family != QS_FAMILY_LUT) return QS_ERR_INVALID_ARGUMENT;
+    set = &qs_lut_sets[qs_format_rows[format].ebits];
+    if (candidate < 0 || candidate >= set->count || capacity < 0) return QS_ERR_INVALID_ARGUMENT;
+    if (count == NULL || (capacity > 0 && values == NULL)) return QS_ERR_NULL_POINTER;
+    n = set->grids[candidate]->n;
+    for (i = 0; i < n && i < capacity; i++) values[i] = (float)set->grids[candidate]->v[i];
+    *count = n;
+    if (name != NULL) *name = set->grids[candidate]->name;
+    return QS_OK;
 }

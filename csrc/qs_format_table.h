@@ -13,6 +13,7 @@
 #define QS_FORMAT_TABLE_H
 
 #include "include/qsparse.h"
+#include "qs_lut.h"
 #include "qs_scalar.h"
 
 #define QS_IEEE (QS_FMT_HAS_INF | QS_FMT_HAS_NAN | QS_FMT_HAS_SUBNORMALS)
@@ -37,6 +38,60 @@
    elements, block 16, E4M3 block scale under a binary32 tensor scale. */
 #define QS_MX_ROW(X, name, w, e, m, flags) \
     X(name, QS_FAMILY_SCALED, w, e, m, (flags) | QS_FMT_SATURATES, 32, QS_SCALE_MODE_FLOOR)
+
+/* Lookup grids in BitMoD's integer units (FORMATS.md section 7; yc2367/BitMoD-HPCA-25 quant_weight.py), ascending.
+   ER and EA replace FP's redundant -0 by one extra value. */
+typedef struct qs_grid_def {
+    const char *name;
+    int32_t n;
+    int8_t v[16];
+} qs_grid_def;
+static const qs_grid_def qs_grid_int3 = {"int3", 7, {-3, -2, -1, 0, 1, 2, 3}};
+static const qs_grid_def qs_grid_fp3 = {"fp3", 7, {-4, -2, -1, 0, 1, 2, 4}};
+static const qs_grid_def qs_grid_fp3_er_pos = {"fp3_er_pos", 8, {-4, -2, -1, 0, 1, 2, 3, 4}};
+static const qs_grid_def qs_grid_fp3_er_neg = {"fp3_er_neg", 8, {-4, -3, -2, -1, 0, 1, 2, 4}};
+static const qs_grid_def qs_grid_fp3_ea_pos = {"fp3_ea_pos", 8, {-4, -2, -1, 0, 1, 2, 4, 6}};
+static const qs_grid_def qs_grid_fp3_ea_neg = {"fp3_ea_neg", 8, {-6, -4, -2, -1, 0, 1, 2, 4}};
+static const qs_grid_def qs_grid_int4 = {"int4", 15, {-7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7}};
+static const qs_grid_def qs_grid_flint4 = {"flint4", 15, {-16, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 16}};
+static const qs_grid_def qs_grid_fp4 = {"fp4", 15, {-12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 12}};
+static const qs_grid_def qs_grid_fp4_er_pos = {"fp4_er_pos", 16, {-12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 10, 12}};
+static const qs_grid_def qs_grid_fp4_er_neg = {"fp4_er_neg", 16, {-12, -10, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 12}};
+static const qs_grid_def qs_grid_fp4_ea_pos = {"fp4_ea_pos", 16, {-12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 12, 16}};
+static const qs_grid_def qs_grid_fp4_ea_neg = {"fp4_ea_neg", 16, {-16, -12, -8, -6, -4, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8, 12}};
+
+/* The grids of one QS_FAMILY_LUT row, in BitMoD's search order; pow2: BitMoD's MX scale. */
+typedef struct qs_lut_set {
+    int32_t count, pow2;
+    const qs_grid_def *grids[4];
+} qs_lut_set;
+#define QS_LUT_SETS(X)                                                                                              \
+    X(flint4, 1, 0, &qs_grid_flint4, 0, 0, 0)                                                                        \
+    X(fp4_er_pos, 1, 0, &qs_grid_fp4_er_pos, 0, 0, 0) X(fp4_er_neg, 1, 0, &qs_grid_fp4_er_neg, 0, 0, 0)              \
+    X(fp4_ea_pos, 1, 0, &qs_grid_fp4_ea_pos, 0, 0, 0) X(fp4_ea_neg, 1, 0, &qs_grid_fp4_ea_neg, 0, 0, 0)              \
+    X(fp3_er_pos, 1, 0, &qs_grid_fp3_er_pos, 0, 0, 0) X(fp3_er_neg, 1, 0, &qs_grid_fp3_er_neg, 0, 0, 0)              \
+    X(fp3_ea_pos, 1, 0, &qs_grid_fp3_ea_pos, 0, 0, 0) X(fp3_ea_neg, 1, 0, &qs_grid_fp3_ea_neg, 0, 0, 0)              \
+    X(mixed_ant4, 2, 0, &qs_grid_int4, &qs_grid_flint4, 0, 0)                                                       \
+    X(mixed_er4, 2, 0, &qs_grid_fp4_er_pos, &qs_grid_fp4_er_neg, 0, 0)                                              \
+    X(mixed_ea4, 2, 0, &qs_grid_fp4_ea_pos, &qs_grid_fp4_ea_neg, 0, 0)                                              \
+    X(mixed_bitmod4, 4, 0, &qs_grid_fp4_er_pos, &qs_grid_fp4_er_neg, &qs_grid_fp4_ea_pos, &qs_grid_fp4_ea_neg)       \
+    X(mixed_ant3, 2, 0, &qs_grid_int3, &qs_grid_fp3, 0, 0)                                                          \
+    X(mixed_er3, 2, 0, &qs_grid_fp3_er_pos, &qs_grid_fp3_er_neg, 0, 0)                                              \
+    X(mixed_ea3, 2, 0, &qs_grid_fp3_ea_pos, &qs_grid_fp3_ea_neg, 0, 0)                                              \
+    X(mixed_bitmod3, 4, 0, &qs_grid_fp3_er_pos, &qs_grid_fp3_er_neg, &qs_grid_fp3_ea_pos, &qs_grid_fp3_ea_neg)       \
+    X(mx_fp4, 1, 1, &qs_grid_fp4, 0, 0, 0) X(mx_fp3, 1, 1, &qs_grid_fp3, 0, 0, 0)                                  \
+    X(mx_int4, 1, 1, &qs_grid_int4, 0, 0, 0) X(mx_int3, 1, 1, &qs_grid_int3, 0, 0, 0)
+#define QS_LUT_SET_INIT(name, count, pow2, a, b, c, d) {count, pow2, {a, b, c, d}},
+static const qs_lut_set qs_lut_sets[] = {QS_LUT_SETS(QS_LUT_SET_INIT)};
+#undef QS_LUT_SET_INIT
+#define QS_LUT_SET_ID(name, count, pow2, a, b, c, d) QS_LUT_SET_##name,
+enum { QS_LUT_SETS(QS_LUT_SET_ID) QS_LUT_SET_COUNT_ };
+#undef QS_LUT_SET_ID
+
+/* A QS_FAMILY_LUT row: `ebits` holds the index of its grid set (qs_lut_sets); bits per element, default group 128
+   (BitMoD's), scale amax / max|grid|; BitMoD's MX rows use block 32 and its power-of-two scale. */
+#define QS_LUT_ROW(X, set, bits) X(#set, QS_FAMILY_LUT, bits, QS_LUT_SET_##set, 0, 0u, 128, QS_SCALE_MODE_AMAX)
+#define QS_LUT_MX_ROW(X, set, bits) X(#set, QS_FAMILY_LUT, bits, QS_LUT_SET_##set, 0, 0u, 32, QS_SCALE_MODE_FLOOR)
 
 #define QS_FORMAT_ROWS(X)                                                                  \
     QS_INT_ROWS(X, 2) QS_INT_ROWS(X, 3) QS_INT_ROWS(X, 4) QS_INT_ROWS(X, 5)                \
@@ -65,7 +120,14 @@
     QS_MX_ROW(X, "mxfp6_e2m3", 6, 2, 3, QS_FMT_HAS_SUBNORMALS)                                                      \
     QS_MX_ROW(X, "mxfp4", 4, 2, 1, QS_FMT_HAS_SUBNORMALS)                                                           \
     QS_MX_ROW(X, "mxint8", 8, 1, 6, QS_FMT_FIXED_POINT | QS_FMT_HAS_SUBNORMALS)                                     \
-    X("nvfp4", QS_FAMILY_SCALED, 4, 2, 1, QS_FMT_HAS_SUBNORMALS | QS_FMT_SATURATES, 16, QS_SCALE_MODE_E4M3)
+    X("nvfp4", QS_FAMILY_SCALED, 4, 2, 1, QS_FMT_HAS_SUBNORMALS | QS_FMT_SATURATES, 16, QS_SCALE_MODE_E4M3)      \
+    QS_LUT_ROW(X, flint4, 4) QS_LUT_ROW(X, fp4_er_pos, 4) QS_LUT_ROW(X, fp4_er_neg, 4)                              \
+    QS_LUT_ROW(X, fp4_ea_pos, 4) QS_LUT_ROW(X, fp4_ea_neg, 4) QS_LUT_ROW(X, fp3_er_pos, 3)                          \
+    QS_LUT_ROW(X, fp3_er_neg, 3) QS_LUT_ROW(X, fp3_ea_pos, 3) QS_LUT_ROW(X, fp3_ea_neg, 3)                          \
+    QS_LUT_ROW(X, mixed_ant4, 4) QS_LUT_ROW(X, mixed_er4, 4) QS_LUT_ROW(X, mixed_ea4, 4)                            \
+    QS_LUT_ROW(X, mixed_bitmod4, 4) QS_LUT_ROW(X, mixed_ant3, 3) QS_LUT_ROW(X, mixed_er3, 3)                        \
+    QS_LUT_ROW(X, mixed_ea3, 3) QS_LUT_ROW(X, mixed_bitmod3, 3)                                                     \
+    QS_LUT_MX_ROW(X, mx_fp4, 4) QS_LUT_MX_ROW(X, mx_fp3, 3) QS_LUT_MX_ROW(X, mx_int4, 4) QS_LUT_MX_ROW(X, mx_int3, 3)
 
 typedef struct qs_format_row {
     const char *name;
@@ -128,6 +190,23 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         out->qmin = -out->qmax;
         out->scale_kind = QS_SCALE_SHARED_EXP;
         break;
+    case QS_FAMILY_LUT: {
+        const qs_lut_set *set = &qs_lut_sets[r->ebits];
+        int32_t c;
+        out->ebits = 0;
+        out->candidates = set->count;
+        out->qmin = set->grids[0]->v[0];
+        out->qmax = set->grids[0]->v[set->grids[0]->n - 1];
+        out->max_normal = 0.0;
+        for (c = 0; c < set->count; c++) { /* the largest magnitude of any of its grids */
+            const qs_grid_def *g = set->grids[c];
+            const double lo = -(double)g->v[0], hi = (double)g->v[g->n - 1];
+            if (lo > out->max_normal) out->max_normal = lo;
+            if (hi > out->max_normal) out->max_normal = hi;
+        }
+        out->scale_kind = set->pow2 ? QS_SCALE_SHARED_EXP : QS_SCALE_FLOAT;
+        break;
+    }
     default: { /* QS_FAMILY_FLOAT and QS_FAMILY_SCALED: the element grid */
         int32_t top = (1 << r->ebits) - 1; /* all-ones exponent field */
         double frac_max;
@@ -157,7 +236,7 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         break;
     }
     }
-    if (r->family != QS_FAMILY_FLOAT && r->family != QS_FAMILY_SCALED) {
+    if (r->family != QS_FAMILY_FLOAT && r->family != QS_FAMILY_SCALED && r->family != QS_FAMILY_LUT) {
         out->max_normal = (double)out->qmax;
     }
     return QS_OK;
@@ -183,6 +262,8 @@ typedef struct qs_kernel_traits {
     int32_t mse_count;  /* candidates: (int)(maxshrink * grid) */
     double mse_grid;
     double mse_norm;
+    int32_t compat;     /* qs_compat */
+    int32_t log2_f32;   /* QS_COMPAT_MICROXCALING: FLOOR exponents from the binary32 log2 of the block max */
 } qs_kernel_traits;
 
 /* The element grid of a FLOAT or SCALED row: rounding constants and overflow value. */
@@ -217,8 +298,31 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
            saturate */
         if (p->saturate == 0 && (scaled || !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))))
             return QS_ERR_INVALID_ARGUMENT;
+    } else if (info.family == QS_FAMILY_LUT) {
+        /* a lookup grid has its own scale and its own tie rule (to the lower value, which QS_ROUND_RNE stands for);
+           nothing to saturate to but the grid */
+        if (p->scale_mode != QS_SCALE_MODE_DEFAULT && p->scale_mode != info.default_scale_mode)
+            return QS_ERR_INVALID_ARGUMENT;
+        if (p->rounding != QS_ROUND_RNE && p->rounding != QS_ROUND_TIES_LOWER) return QS_ERR_INVALID_ROUNDING;
+        if (p->saturate == 0 || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
+        if (p->group_size == QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     } else if (p->scale_mode != QS_SCALE_MODE_DEFAULT) {
         return QS_ERR_INVALID_ARGUMENT; /* INT and BFP scales are fixed by the format */
+    }
+    if (p->compat < 0 || p->compat >= QS_COMPAT_COUNT_) return QS_ERR_INVALID_ARGUMENT;
+    if (p->compat == QS_COMPAT_BITMOD) {
+        /* BitMoD's quantizers: int{b} and int{b}_asym with min/max, minifloats of <= 6 bits with an amax scale,
+           the lookup grids; its own rounding, per group or per row */
+        const int32_t mini = (info.family == QS_FAMILY_FLOAT && (info.flags & QS_FMT_HAS_CODES) && info.bits <= 6 &&
+                              mode == QS_SCALE_MODE_AMAX);
+        if (!(info.family == QS_FAMILY_INT_SYM || info.family == QS_FAMILY_INT_ASYM || mini ||
+              info.family == QS_FAMILY_LUT))
+            return QS_ERR_INVALID_ARGUMENT;
+        if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
+        if (p->group_size == QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
+    } else if (p->compat == QS_COMPAT_MICROXCALING) {
+        if (!((info.family == QS_FAMILY_FLOAT || info.family == QS_FAMILY_SCALED) && mode == QS_SCALE_MODE_FLOOR))
+            return QS_ERR_INVALID_ARGUMENT;
     }
     if (p->observer < 0 || p->observer >= QS_OBSERVER_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (p->observer == QS_OBSERVER_MINMAX) {
@@ -272,6 +376,62 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
         }
         break;
     default: break;
+    }
+    kt->compat = p->compat;
+    kt->log2_f32 = p->compat == QS_COMPAT_MICROXCALING;
+    if (info.family == QS_FAMILY_LUT || p->compat == QS_COMPAT_BITMOD) kt->family = QS_FAMILY_LUT;
+    return QS_OK;
+}
+
+/* The lookup grids of a QS_FAMILY_LUT call (kt->family after qs_kernel_traits_make): the row's grids, or under the
+   bitmod profile BitMoD's view of int{b} (RINT), int{b}_asym (ASYM) and a minifloat (its grid in units of the
+   smallest subnormal, e.g. fp4_e2m1 as 0, +-1, ..., +-12). */
+static inline void qs_lut_grid_fill(qs_lut_grid *g, const float *v, int32_t n) {
+    int32_t k;
+    g->kind = QS_LUT_NEAREST;
+    g->n = n;
+    g->lo = v[0];
+    g->gmax = -v[0] > v[n - 1] ? -v[0] : v[n - 1];
+    for (k = 0; k < n - 1; k++) {
+        g->mid[k] = (v[k] + v[k + 1]) * 0.5f; /* exact: integers below 2^23 */
+        g->step[k] = v[k + 1] - v[k];
+    }
+}
+
+static inline int32_t qs_lut_traits_make(const qs_quant_params *p, qs_lut_traits *lt) {
+    qs_format_info info;
+    int32_t st = qs_format_fill(p->format, &info);
+    float v[QS_LUT_MAX_VALUES] = {0.0f};
+    if (st != QS_OK) return st;
+    memset(lt, 0, sizeof *lt);
+    lt->f16 = p->compat == QS_COMPAT_BITMOD;
+    lt->count = 1;
+    if (info.family == QS_FAMILY_LUT) {
+        const qs_lut_set *set = &qs_lut_sets[qs_format_rows[p->format].ebits];
+        int32_t c, k;
+        lt->count = set->count;
+        lt->scale = set->pow2 ? QS_LUT_SCALE_POW2 : QS_LUT_SCALE_AMAX;
+        lt->log2_f32 = set->pow2 && lt->f16;
+        for (c = 0; c < set->count; c++) {
+            for (k = 0; k < set->grids[c]->n; k++) v[k] = (float)set->grids[c]->v[k];
+            qs_lut_grid_fill(&lt->g[c], v, set->grids[c]->n);
+            lt->g[c].c = (float)(2.0 / (double)lt->g[c].gmax);
+        }
+    } else if (info.family == QS_FAMILY_INT_SYM || info.family == QS_FAMILY_INT_ASYM) {
+        lt->g[0].kind = info.family == QS_FAMILY_INT_SYM ? QS_LUT_RINT : QS_LUT_ASYM;
+        lt->g[0].gmax = (float)info.qmax;
+    } else { /* a minifloat of <= 6 bits: 2^(E+M) non-negative values, mirrored */
+        const int32_t m = info.mbits, half = 1 << (info.ebits + info.mbits);
+        int32_t k, n = 0;
+        float pos[QS_LUT_MAX_VALUES / 2];
+        for (k = 0; k < half; k++) {
+            /* code k: exponent field k >> m, mantissa k & (2^m - 1); in units of 2^(emin - m) */
+            const int32_t ef = k >> m, mant = k & ((1 << m) - 1);
+            pos[k] = ef == 0 ? (float)mant : (float)((1 << m) + mant) * (float)(1 << (ef - 1));
+        }
+        for (k = half - 1; k > 0; k--) v[n++] = -pos[k];
+        for (k = 0; k < half; k++) v[n++] = pos[k];
+        qs_lut_grid_fill(&lt->g[0], v, n);
     }
     return QS_OK;
 }

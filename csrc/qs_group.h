@@ -10,6 +10,7 @@
 #ifndef QS_GROUP_H
 #define QS_GROUP_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "include/qsparse.h"
@@ -111,6 +112,9 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
             const uint32_t bb = mode == QS_SCALE_MODE_EVEN ? (b + kt->even_add) & 0x7f800000u : b;
             e = (int32_t)(bb >> 23) - 127; /* floor(log2 amax); -127 for zero and binary32 subnormals */
             if (mode == QS_SCALE_MODE_CEIL) e += (b & 0x7fffffu) != 0u;
+            /* microxcaling: floor of torch.log2 in binary32, which rounds the log2 of a max just below 2^(e+1) up
+               to e + 1 (zero and subnormal maxima end at the -127 clamp either way) */
+            if (kt->log2_f32 && e > -127 && (float)log2((double)amax) >= (float)(e + 1)) e += 1;
             e -= kt->elem_emax;
             e = e < -127 ? -127 : e;
         }

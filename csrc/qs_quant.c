@@ -25,6 +25,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
     case QS_FAMILY_BFP: qs_run_bfp(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED: qs_run_scaled(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED_POW2: qs_run_scaled_pow2(jb, u0, u1, fixed); break;
+    case QS_FAMILY_LUT: qs_run_lut(jb, u0, u1); break;
     default: qs_run_float(jb, u0, u1, fixed); break;
     }
 }
@@ -102,18 +103,17 @@ static qs_range tensor_range(qs_job *jb, int nt) {
 
 /* ---- entry point ---------------------------------------------------------------------------------------------- */
 
-int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
-                          int64_t x_stride, void *y, int64_t y_stride, const uint8_t *mask, int64_t mask_stride,
-                          int32_t mask_mode, int32_t num_threads) {
-    qs_kernel_traits kt;
+/* The common body of qs_fake_quant_cpu and qs_group_choice_cpu (y or choice may be NULL; arguments checked). */
+static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt, int32_t dtype, int64_t rows,
+                              int64_t cols, const void *x, int64_t x_stride, void *y, int64_t y_stride,
+                              const uint8_t *mask, int64_t mask_stride, int32_t mask_mode, uint8_t *choice,
+                              int64_t c_stride, int32_t num_threads) {
     qs_job jb;
+    qs_lut_traits lut;
     qs_gparams fixed = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
     int64_t units, per_chunk, chunks;
     int32_t per_tensor, spans;
     int nt;
-    QS_TRY(qs_check_fake_quant(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode,
-                               &kt));
-    QS_TRY(qs_check_threads(num_threads));
     if (rows == 0 || cols == 0) return QS_OK;
 
     jb.kt = &kt;
@@ -128,6 +128,13 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
     jb.y_stride = y_stride * (int64_t)qs_esize(dtype);
     jb.m_stride = mask_stride;
     jb.rng = qs_rng_make(params->seed);
+    jb.lut = NULL;
+    jb.choice = choice;
+    jb.c_stride = c_stride;
+    if (kt.family == QS_FAMILY_LUT) {
+        QS_TRY(qs_lut_traits_make(params, &lut));
+        jb.lut = &lut;
+    }
     nt = qs_thread_count(num_threads, rows * cols);
     (void)nt; /* only read by OpenMP pragmas */
 
@@ -157,4 +164,26 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
         qs_fpenv_leave(env);
     }
     return QS_OK;
+}
+
+int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
+                          int64_t x_stride, void *y, int64_t y_stride, const uint8_t *mask, int64_t mask_stride,
+                          int32_t mask_mode, int32_t num_threads) {
+    qs_kernel_traits kt;
+    QS_TRY(qs_check_fake_quant(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode,
+                               &kt));
+    QS_TRY(qs_check_threads(num_threads));
+    return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, NULL,
+                          0, num_threads);
+}
+
+int32_t qs_group_choice_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
+                            int64_t x_stride, const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                            uint8_t *choice, int64_t choice_stride, int32_t num_threads) {
+    qs_kernel_traits kt;
+    QS_TRY(qs_check_group_choice(params, dtype, rows, cols, x, x_stride, mask, mask_stride, mask_mode, choice,
+                                 choice_stride, &kt));
+    QS_TRY(qs_check_threads(num_threads));
+    return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, NULL, 0, mask, mask_stride, mask_mode, choice,
+                          choice_stride, num_threads);
 }

@@ -28,6 +28,9 @@ typedef struct qs_job {
     const uint8_t *mask;
     int64_t x_stride, y_stride, m_stride; /* x/y in bytes, mask in elements */
     qs_rng rng;
+    const qs_lut_traits *lut; /* QS_FAMILY_LUT: the grids */
+    uint8_t *choice;          /* QS_FAMILY_LUT: each group's grid (qs_group_choice_cpu), else NULL */
+    int64_t c_stride;
 } qs_job;
 
 static inline size_t qs_esize(int32_t dtype) { return dtype == QS_DTYPE_F32 ? 4u : 2u; }
@@ -85,19 +88,22 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         }
         return;
     }
+    /* rnd: 0 RNE (a literal), 1 the call's other rounding mode; only stochastic rounding draws random bits */
+    const int32_t rounding = rnd ? kt.rounding : QS_ROUND_RNE;
+    const int32_t sto = rnd && kt.rounding == QS_ROUND_STOCHASTIC;
     for (i = 0; i < n;) {
         /* stochastic: pieces within which the element index's high 32 bits, and so their key, are constant */
         const uint64_t idx = base + (uint64_t)i;
-        const uint32_t key_hi = rnd ? qs_rand_key_hi(rng, (uint32_t)(idx >> 32)) : 0u;
+        const uint32_t key_hi = sto ? qs_rand_key_hi(rng, (uint32_t)(idx >> 32)) : 0u;
         const uint32_t lo = (uint32_t)idx;
         const uint64_t room = ((uint64_t)1 << 32) - lo;
-        const int64_t i0 = i, end = !rnd || (uint64_t)(n - i) <= room ? n : i + (int64_t)room;
+        const int64_t i0 = i, end = !sto || (uint64_t)(n - i) <= room ? n : i + (int64_t)room;
         for (; i < end; i++) {
             float v = qs_load(xr, c0 + i, dt);
-            uint32_t u24 = rnd ? qs_rand24_lo(rng, key_hi, lo + (uint32_t)(i - i0)) : 0u;
+            uint32_t u24 = sto ? qs_rand24_lo(rng, key_hi, lo + (uint32_t)(i - i0)) : 0u;
             float y;
             if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
-            y = qs_quant_elem(v, u24, &g, &kt, fam, rnd, qs_dtype_max(dt));
+            y = qs_quant_elem(v, u24, &g, &kt, fam, rounding, qs_dtype_max(dt));
             if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
             if (fam == QS_FAMILY_FLOAT) qs_store(yr, c0 + i, dt, y);
             else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
@@ -280,5 +286,6 @@ void qs_run_bfp(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixe
 void qs_run_float(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled_pow2(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1);
 
 #endif /* QS_QUANT_IMPL_H */

@@ -170,8 +170,35 @@ QS_HD float qs_round_stochastic(float v, uint32_t u24) {
     return qs_select(q == 0.0f, qs_copysign(0.0f, v), q);
 }
 
+/* sign(v) * floor(|v| + 0.5) with the sum rounded to binary32, as microxcaling computes it (so 0.5 - 2^-25 goes to
+   1, where exact arithmetic would give 0; every larger |v| < 2^23 is exact). */
+QS_HD float qs_round_half_away(float v) { return qs_copysign(qs_floor(qs_abs(v) + 0.5f), v); }
+
+/* Nearest, a tie to the lower value (BitMoD's `x <= mid` thresholds), exactly: v - rint(v) is exact (Sterbenz), and
+   it is -0.5 exactly when rint went up from a tie. A zero keeps v's sign. */
+QS_HD float qs_round_ties_lower(float v) {
+    const float r = qs_rint(v);
+    return r - qs_select(v - r == -0.5f, 1.0f, 0.0f);
+}
+
+/* The same for a magnitude a >= 0 of a value of sign `neg`: a tie goes to the smaller magnitude for a positive
+   value and to the larger one for a negative value. */
+QS_HD float qs_round_ties_lower_mag(float a, uint32_t neg) {
+    const float r = qs_rint(a), t = a - r;
+    return r + qs_select(neg != 0u, qs_select(t == 0.5f, 1.0f, 0.0f), qs_select(t == -0.5f, -1.0f, 0.0f));
+}
+
+/* `rounding` is qs_rounding. */
 QS_HD float qs_round_int(float v, int32_t rounding, uint32_t u24) {
-    return rounding == 1 /* QS_ROUND_STOCHASTIC */ ? qs_round_stochastic(v, u24) : qs_rint(v);
+    return rounding == 1   ? qs_round_stochastic(v, u24)
+           : rounding == 2 ? qs_round_half_away(v)
+           : rounding == 3 ? qs_round_ties_lower(v)
+                           : qs_rint(v);
+}
+
+/* qs_round_int of a magnitude a >= 0 of a value of sign `neg` (elements rounded on magnitudes). */
+QS_HD float qs_round_mag(float a, uint32_t neg, int32_t rounding, uint32_t u24) {
+    return rounding == 3 ? qs_round_ties_lower_mag(a, neg) : qs_round_int(a, rounding, u24);
 }
 
 /* ---- storage dtypes ------------------------------------------------------------------------------------------- */
@@ -274,7 +301,7 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     const float over = t->overflow;
     /* subnormal range of the target */
     const float two64 = 18446744073709551616.0f, two_m64 = 5.42101086242752217e-20f;
-    const float rs = (qs_round_int((qs_u2f(a) * two64) * t->sub_inv_x64, rounding, u24) * t->sub_quantum_x64) *
+    const float rs = (qs_round_mag((qs_u2f(a) * two64) * t->sub_inv_x64, sign, rounding, u24) * t->sub_quantum_x64) *
                      two_m64;
     /* normal range: integer rounding of the bit pattern */
     const uint32_t low_mask = (1u << t->shift) - 1u;
@@ -287,7 +314,14 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     const uint32_t up_rne = (dropped > half) | ((dropped == half) & odd);
     /* floor(v + u) on v = |x| / spacing >= 0: up iff frac >= 1 - u, frac = dropped * 2^-shift (both exact) */
     const uint32_t up_sto = (float)dropped * t->drop_unit >= 1.0f - qs_u24_to_unit(u24);
-    const uint32_t up = (rounding == 1 /* QS_ROUND_STOCHASTIC */ ? up_sto : up_rne) & 1u;
+    /* half away: a tie goes up in magnitude; ties lower: up in magnitude for a negative value only */
+    const uint32_t up_away = dropped >= half;
+    const uint32_t up_lower = (dropped > half) | ((dropped == half) & (sign >> 31));
+    const uint32_t up = (rounding == 1   ? up_sto
+                         : rounding == 2 ? up_away
+                         : rounding == 3 ? up_lower
+                                         : up_rne) &
+                        1u;
     const float rn = qs_u2f((a & ~low_mask) + (up << t->shift));
     float r = qs_select(a < t->min_normal_bits, rs, rn);
     r = qs_select(r > t->max_normal, over, r);
@@ -317,8 +351,8 @@ QS_HD float qs_rint_nonneg(float a) {
    s == 0. For RNE this is evaluated on magnitudes, which gives the same bits: RNE is odd-symmetric, clamping to
    integer bounds commutes with rounding, and y takes x's sign (a zero result keeps it, as round(-0.3) = -0.0). */
 QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t rounding, uint32_t u24, float ymax) {
-    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
-        float q = qs_clampf(qs_round_stochastic(x / s, u24), -qneg, qpos);
+    if (rounding != 0 /* not RNE: stochastic, half away, ties lower on the signed value */) {
+        float q = qs_clampf(qs_round_int(x / s, rounding, u24), -qneg, qpos);
         return qs_clampf(q * s, -ymax, ymax);
     } else {
         float bound = qs_select(qs_f2u(x) >> 31, qneg, qpos);
@@ -333,8 +367,8 @@ QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t r
    [0, maxq]. Clamping x / s to [-z, maxq - z] before rounding is the same clamp (integer bounds), and keeps the
    value small enough for the add-and-subtract rounding; a zero result is +0.0 either way ((-0 + z) - z = +0). */
 QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rounding, uint32_t u24, float ymax) {
-    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
-        float q = qs_clampf(qs_round_stochastic(x / s, u24) + z, 0.0f, maxq);
+    if (rounding != 0 /* not RNE */) {
+        float q = qs_clampf(qs_round_int(x / s, rounding, u24) + z, 0.0f, maxq);
         return qs_clampf(s * (q - z), -ymax, ymax);
     } else {
         /* (q + z) - z is q exactly for these small integers, so it is left out; the zero it gives is +0.0, as
@@ -349,8 +383,8 @@ QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rou
    most 2^mbits in magnitude. It is computed as x * inv, inv = 1 / interval (a power of two, exact): the same bits
    as the division. RNE on magnitudes, as above. */
 QS_HD float qs_quant_bfp(float x, float interval, float inv, float maxv, int32_t rounding, uint32_t u24) {
-    if (rounding == 1 /* QS_ROUND_STOCHASTIC */) {
-        float y = qs_round_stochastic(x * inv, u24) * interval;
+    if (rounding != 0 /* not RNE */) {
+        float y = qs_round_int(x * inv, rounding, u24) * interval;
         return qs_clampf(y, -maxv, maxv);
     } else {
         float y = qs_rint_nonneg(qs_abs(x) * inv) * interval;

@@ -54,7 +54,8 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
                                           qs_kernel_traits *kt) {
     int i;
     if (p == NULL) return QS_ERR_NULL_POINTER;
-    for (i = 0; i < 2; i++)
+    if (p->reserved32 != 0) return QS_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < 1; i++)
         if (p->reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     QS_TRY(qs_check_sizes(rows, cols));
     QS_TRY(qs_check_stride(rows, cols, x_stride));
@@ -69,6 +70,22 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     if (rows == 0 || cols == 0) return QS_OK;
     if (x == NULL || y == NULL) return QS_ERR_NULL_POINTER;
     if (mask_mode != QS_MASK_NONE && mask == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+/* qs_group_choice_*: a fake-quantization without an output, of a QS_FAMILY_LUT format, and a choice matrix of
+   rows x ceil(cols / G) with row stride choice_stride. */
+static inline int32_t qs_check_group_choice(const qs_quant_params *p, int32_t dtype, int64_t rows, int64_t cols,
+                                            const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+                                            int32_t mask_mode, const uint8_t *choice, int64_t choice_stride,
+                                            qs_kernel_traits *kt) {
+    int64_t groups;
+    QS_TRY(qs_check_fake_quant(p, dtype, rows, cols, x, x_stride, x, x_stride, mask, mask_stride, mask_mode, kt));
+    if (kt->family != QS_FAMILY_LUT) return QS_ERR_INVALID_ARGUMENT;
+    groups = p->group_size > 0 && p->group_size < cols ? (cols + p->group_size - 1) / p->group_size : 1;
+    QS_TRY(qs_check_stride(rows, groups, choice_stride));
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (choice == NULL) return QS_ERR_NULL_POINTER;
     return QS_OK;
 }
 

@@ -145,6 +145,11 @@ static inline unsigned int qs_grid(int64_t items, int64_t per_block, int32_t sms
     return (unsigned int)(b < 1 ? 1 : b);
 }
 
+/* QS_FAMILY_LUT fake quantization and group choices (qs_quant_lut.cu), arguments already checked. */
+int32_t qs_lut_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
+                    int64_t x_stride, void *y, int64_t y_stride, const uint8_t *mask, int64_t mask_stride,
+                    int32_t mask_mode, uint8_t *choice, int64_t choice_stride, int32_t device, void *stream);
+
 /* QS_ERR_CUDA if a launch on the stream failed. */
 static inline int32_t qs_cuda_launch_status(void) { return cudaGetLastError() == cudaSuccess ? QS_OK : QS_ERR_CUDA; }
 

@@ -193,7 +193,7 @@ static __device__ __forceinline__ void qs_fq_element(const qs_fq_job &jb, const 
                                                      int64_t xo, int64_t yo, int64_t mo) {
     const float v = qs_load(jb.x, xo, DT);
     const bool keep = jb.mask_mode == QS_MASK_NONE || jb.mask[mo] != 0;
-    const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT) ? qs_rand24(jb.rng, flat) : 0u;
+    const uint32_t u24 = (jb.kt.rounding == QS_ROUND_STOCHASTIC && g.mode == QS_GP_QUANT) ? qs_rand24(jb.rng, flat) : 0u;
     qs_fq_store<DT, FAM>(jb.y, yo, g, qs_fq_output<DT, FAM>(v, keep, jb.mask_mode, u24, g, jb.kt));
 }
 
@@ -329,7 +329,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_warp_kernel(const qs_
             float y[K];
 #pragma unroll
             for (int k = 0; k < K; k++) {
-                const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT)
+                const uint32_t u24 = (jb.kt.rounding == QS_ROUND_STOCHASTIC && g.mode == QS_GP_QUANT)
                                          ? qs_rand24(jb.rng, flat0 + (uint64_t)k)
                                          : 0u;
                 y[k] = qs_fq_output<DT, FAM>(v[r][k], (keep[r] >> k) & 1u, mm, u24, g, jb.kt);
@@ -388,7 +388,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_block_kernel(const qs
         for (int k = 0; k < QS_BLOCK_CACHE; k++) {
             const int64_t j = tid + (int64_t)QS_THREADS * k;
             if (j < n) {
-                const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT)
+                const uint32_t u24 = (jb.kt.rounding == QS_ROUND_STOCHASTIC && g.mode == QS_GP_QUANT)
                                          ? qs_rand24(jb.rng, flat0 + (uint64_t)j)
                                          : 0u;
                 qs_fq_store<DT, FAM>(jb.y, yr + j, g, qs_fq_output<DT, FAM>(v[k], (keep >> k) & 1u, mm, u24, g, jb.kt));
@@ -488,7 +488,7 @@ static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_
             for (int e = 0; e < VEC; e++) {
                 const float v = qs_vec_get<DT>(w, e);
                 const bool keep = ((mbits >> (8 * e)) & 0xffu) != 0u;
-                const uint32_t u24 = (jb.kt.rounding != QS_ROUND_RNE && g.mode == QS_GP_QUANT)
+                const uint32_t u24 = (jb.kt.rounding == QS_ROUND_STOCHASTIC && g.mode == QS_GP_QUANT)
                                          ? qs_rand24(jb.rng, (uint64_t)(t * VEC + e))
                                          : 0u;
                 y[e] = qs_fq_output<DT, FAM>(v, keep, mm, u24, g, jb.kt);
@@ -672,6 +672,9 @@ int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t
     QS_TRY(qs_check_fake_quant(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode,
                                &kt));
     if (kt.observer != QS_OBSERVER_MINMAX) return QS_ERR_UNSUPPORTED; /* the mse search is CPU-only for now */
+    if (kt.family == QS_FAMILY_LUT)
+        return qs_lut_cuda(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, NULL, 0,
+                           device, stream);
     if (rows == 0 || cols == 0) return QS_OK;
     QS_TRY(qs_cuda_begin(device, &sms));
 

@@ -8,7 +8,7 @@ from . import formats
 from .config import LayerConfig, SparsityConfig
 from .errors import QsparseError
 from .formats import Format
-from .functional import decode, encode, fake_quant, hadamard, magnitude_mask, nm_mask
+from .functional import decode, encode, fake_quant, group_choices, hadamard, magnitude_mask, nm_mask
 from .nn import BFPLinear
 
 __version__ = "0.1.0"
@@ -21,6 +21,7 @@ __all__ = [
     "BFPLinear",
     "formats",
     "fake_quant",
+    "group_choices",
     "hadamard",
     "nm_mask",
     "magnitude_mask",

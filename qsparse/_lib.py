@@ -21,7 +21,7 @@ from typing import Optional
 
 from .errors import QsparseError
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 HADAMARD_MAX_GROUP = 8192  # QS_HADAMARD_MAX_GROUP
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"
@@ -41,7 +41,9 @@ class QuantParams(ctypes.Structure):
         ("mse_grid", c_int32),
         ("mse_maxshrink", ctypes.c_float),
         ("mse_norm", ctypes.c_float),
-        ("reserved", c_int64 * 2),
+        ("compat", c_int32),
+        ("reserved32", c_int32),
+        ("reserved", c_int64 * 1),
     ]
 
 
@@ -67,7 +69,7 @@ class FormatInfo(ctypes.Structure):
         ("min_normal", c_double),
         ("min_subnormal", c_double),
         ("default_scale_mode", c_int32),
-        ("reserved0", c_int32),
+        ("candidates", c_int32),
     ]
 
 
@@ -100,6 +102,19 @@ _CPU = {
         [POINTER(QuantParams), c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64,
          c_void_p, c_int64, c_int32, c_int32],
     ),
+    # int32_t qs_format_grid(int32_t format, int32_t candidate, const char **name, float *values, int32_t capacity,
+    #                        int32_t *count);
+    "qs_format_grid": (
+        c_int32, [c_int32, c_int32, POINTER(c_char_p), POINTER(ctypes.c_float), c_int32, POINTER(c_int32)]
+    ),
+    # int32_t qs_group_choice_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+    #                             const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+    #                             int32_t mask_mode, uint8_t *choice, int64_t choice_stride, int32_t num_threads);
+    "qs_group_choice_cpu": (
+        c_int32,
+        [POINTER(QuantParams), c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int32, c_void_p,
+         c_int64, c_int32],
+    ),
     # int32_t qs_nm_mask_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *scores, int64_t s_stride,
     #                        uint8_t *mask, int64_t m_stride, int32_t keep, int32_t group, int32_t num_threads);
     "qs_nm_mask_cpu": (
@@ -121,6 +136,15 @@ _CPU = {
 }
 
 _CUDA = {
+    # int32_t qs_group_choice_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+    #                              const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+    #                              int32_t mask_mode, uint8_t *choice, int64_t choice_stride, int32_t device,
+    #                              void *stream);
+    "qs_group_choice_cuda": (
+        c_int32,
+        [POINTER(QuantParams), c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int32, c_void_p,
+         c_int64, c_int32, c_void_p],
+    ),
     # int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
     #                            const void *x, int64_t x_stride, void *y, int64_t y_stride,
     #                            const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
@@ -276,6 +300,15 @@ def format_table() -> list:
     return rows
 
 
+def format_grid(format_id: int, candidate: int) -> tuple:
+    """(name, values) of grid `candidate` of a lookup-grid format (qs_format_grid)."""
+    name = c_char_p()
+    count = c_int32()
+    values = (ctypes.c_float * 64)()
+    cpu().call("qs_format_grid", format_id, candidate, ctypes.byref(name), values, 64, ctypes.byref(count))
+    return name.value.decode(), tuple(float(v) for v in values[:count.value])
+
+
 def decode_codes(format_id: int, codes: bytes) -> list:
     """The values of element codes of a format with codes (qs_decode_cpu), as Python floats."""
     n = len(codes)
@@ -290,4 +323,4 @@ def capabilities() -> int:
 
 
 __all__ = ["ABI_VERSION", "QuantParams", "FormatInfo", "cpu", "cuda", "cuda_available", "format_table",
-           "decode_codes", "capabilities", "QsparseError"]
+           "format_grid", "decode_codes", "capabilities", "QsparseError"]

@@ -19,14 +19,22 @@ from typing import Optional, Tuple, Union
 
 from . import _lib
 
-FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float", "scaled")
+FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float", "scaled", "lut")
 SCALE_KINDS = ("none", "float", "shared_exp", "e4m3")
 # qs_scale_mode, in C order. "default" is the format's own: "none" for element rows, "floor" for the MX rows,
 # "e4m3" for nvfp4.
 SCALE_MODES = ("default", "none", "amax", "floor", "ceil", "even", "rceil", "e4m3", "e4m3_block")
 _POW2_MODES = ("floor", "ceil", "even", "rceil")
 OBSERVERS = ("minmax", "mse")  # qs_observer, in C order
-ROUNDINGS = ("rne", "stochastic")
+# Compatibility profiles (FORMATS.md, Profiles): the arithmetic of one source system where it differs from qsparse's
+# defaults. Value: (qs_compat code, default rounding, what it applies to).
+COMPAT_PROFILES = {
+    "bitmod": (1, "rne", "int{b}, int{b}_asym, minifloats of <= 6 bits with a group scale, ANT/BitMoD grids"),
+    "microxcaling": (2, "half_away", "E8M0 floor scales (the MX formats)"),
+    "torchao": (0, "rne", "the MX and NVFP4 scales (qsparse's defaults follow torchao)"),
+    "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
+}
+ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in C order
 
 # qs_format_info.flags
 _HAS_INF, _HAS_NAN, _HAS_SUBNORMALS, _SATURATES, _HAS_CODES = 1, 2, 4, 8, 16
@@ -60,6 +68,18 @@ class FormatInfo:
     saturates: bool  # overflow saturates by default
     has_codes: bool  # element codes available (formats.encode / formats.decode)
     default_scale_mode: str  # one of SCALE_MODES: "none" for element rows
+    candidates: int = 0  # lookup-grid formats: the grids each group chooses from (see `grids`)
+
+    @property
+    def grids(self) -> Tuple[Tuple[str, Tuple[float, ...]], ...]:
+        """Lookup-grid formats: (name, values) of each candidate grid, values ascending in units of the scale
+        (BitMoD's integer units); empty for other formats."""
+        return tuple(_lib.format_grid(self.id, c) for c in range(self.candidates))
+
+    @property
+    def metadata_bits(self) -> int:
+        """Bits per group recording which grid the group took: ceil(log2(candidates)) (0 for one grid)."""
+        return max(self.candidates - 1, 0).bit_length()
 
     @property
     def elementwise(self) -> bool:
@@ -109,6 +129,7 @@ def table() -> Tuple[FormatInfo, ...]:
                     saturates=bool(flags & _SATURATES),
                     has_codes=bool(flags & _HAS_CODES),
                     default_scale_mode=SCALE_MODES[r["default_scale_mode"]],
+                    candidates=r["candidates"],
                 )
             )
         _by_name.update((f.name, f) for f in rows)
@@ -141,7 +162,20 @@ _ALIASES = {
     "mx_int8": "mxint8",
     "nvfp": "nvfp4",
     "nv_fp4": "nvfp4",
+    # BitMoD's datatype names (quant_weight.py): its fp{b} grids are these minifloats
+    "fp3": "fp3_e2m0",
+    "fp4": "fp4_e2m1",
+    "fp5": "fp5_e2m2",
+    "fp6": "fp6_e2m3",
+    "fp8": "fp8_e4m3",
 }
+# Names whose bit width is given separately (BitMoD's --wq_bits, the HBFP fork's bfp width): name -> template.
+_BITS_NAMES = {"mixed_ant": "mixed_ant{}", "mixed_er": "mixed_er{}", "mixed_ea": "mixed_ea{}",
+               "mixed_bitmod": "mixed_bitmod{}", "int": "int{}", "int_asym": "int{}_asym", "bfp": "bfp{}",
+               "fp": "fp{}", "mx_fp": "mx_fp{}", "mx_int": "mx_int{}", "flint": "flint{}"}
+_DEFAULT_BITS = {"mixed_ant": 4, "mixed_er": 4, "mixed_ea": 4, "mixed_bitmod": 4}
+# Names of FORMATS.md section 6 that this version does not implement yet.
+_NOT_YET = ("log", "bl", "bmf", "dmf", "minifloat", "integer")
 _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
 _INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
@@ -154,12 +188,35 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-\s]+", "_", name.strip().lower())
 
 
-def parse(name: str) -> str:
-    """The canonical name of a format name or alias; ValueError (listing close matches) if there is none."""
+def parse(name: str, bits: Optional[int] = None) -> str:
+    """The canonical name of a format name or alias; ValueError (listing close matches) if there is none.
+
+    ``bits`` gives the width where a source names it separately (BitMoD's ``--wq_bits``): ``parse("mixed_bitmod",
+    bits=3) == "mixed_bitmod3"``, ``parse("int", bits=4) == "int4"``; ``mixed_*`` default to 4 bits. With a name that
+    has its width already, ``bits`` must agree with it."""
     if not isinstance(name, str):
         raise TypeError(f"format name must be a str, got {type(name).__name__}")
+    if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)):
+        raise TypeError(f"bits must be None or an int, got {bits!r}")
     table()
     key = _normalize(name)
+    if key in _BITS_NAMES:
+        b = bits if bits is not None else _DEFAULT_BITS.get(key)
+        if b is None:
+            raise ValueError(f"format {name!r} needs its bit width: pass bits= (e.g. bits=4)")
+        canonical = _BITS_NAMES[key].format(b)
+        try:
+            return parse(canonical)
+        except ValueError:
+            raise ValueError(f"format {name!r} has no {b}-bit variant ({canonical!r} is not a format)") from None
+    if key in _NOT_YET:
+        raise ValueError(f"format {name!r} (FORMATS.md section 6, llm-mixed-q) is not implemented in this version of "
+                         "qsparse")
+    if bits is not None:
+        canonical = parse(key)
+        if get(canonical).bits != bits:
+            raise ValueError(f"bits={bits} disagrees with format {name!r}, which has {get(canonical).bits} bits")
+        return canonical
     if key in _by_name:
         return key
     if key in _ALIASES:
@@ -192,13 +249,41 @@ def get(fmt: Union[str, "Format", FormatInfo]) -> FormatInfo:
     return _by_name[parse(fmt)]
 
 
+def check_compat(info: FormatInfo, compat: Optional[str], mode: str, group_size: GroupSize) -> None:
+    """Validates a compatibility profile for a format used with scale mode `mode`."""
+    if compat is None:
+        return
+    if not isinstance(compat, str):
+        raise TypeError(f"compat must be None or a str, got {compat!r}")
+    if compat not in COMPAT_PROFILES:
+        raise ValueError(f"compat={compat!r} is not supported; allowed: {', '.join(COMPAT_PROFILES)}")
+    if compat == "bitmod":
+        ok = (info.family in ("int_sym", "int_asym", "lut")
+              or (info.family == "float" and info.has_codes and info.bits <= 6 and mode == "amax"))
+    elif compat == "microxcaling":
+        ok = mode == "floor"
+    elif compat == "torchao":
+        ok = mode in _POW2_MODES or mode in ("e4m3", "e4m3_block")
+    else:  # hbfp
+        ok = info.family == "bfp"
+    if not ok:
+        raise ValueError(f"compat={compat!r} does not apply to {info.name!r} with scale mode {mode!r}; it covers "
+                         f"{COMPAT_PROFILES[compat][2]}")
+    if compat == "bitmod" and group_size == "tensor":
+        raise ValueError("compat='bitmod' quantizes per group or per row, not group_size='tensor'")
+
+
 def parse_rounding(rounding: str) -> str:
-    """Canonical rounding name. Accepts HBFP's names ('determ' = round half to even, 'stoc' = stochastic)."""
-    aliases = {"rne": "rne", "nearest_even": "rne", "determ": "rne", "stochastic": "stochastic", "stoc": "stochastic"}
+    """Canonical rounding name (one of ``ROUNDINGS``). Accepts HBFP's names ('determ' = round half to even, 'stoc' =
+    stochastic) and microxcaling's 'nearest' (= half away from zero)."""
+    aliases = {"rne": "rne", "nearest_even": "rne", "half_even": "rne", "determ": "rne",
+               "stochastic": "stochastic", "stoc": "stochastic",
+               "half_away": "half_away", "nearest": "half_away", "half_away_from_zero": "half_away",
+               "ties_lower": "ties_lower", "half_down": "ties_lower"}
     key = _normalize(rounding) if isinstance(rounding, str) else None
     if key not in aliases:
-        raise ValueError(f"rounding={rounding!r} is not supported; allowed: 'rne', 'stochastic' "
-                         "(HBFP's 'determ' and 'stoc' are accepted as aliases)")
+        raise ValueError(f"rounding={rounding!r} is not supported; allowed: {', '.join(repr(r) for r in ROUNDINGS)} "
+                         "(also HBFP's 'determ' and 'stoc', microxcaling's 'nearest', 'half_down')")
     return aliases[key]
 
 
@@ -230,6 +315,11 @@ def check_scale_mode(info: FormatInfo, scale_mode: Optional[str], group_size: Gr
             raise TypeError(f"scale_mode must be None or a str, got {scale_mode!r}")
         if scale_mode not in SCALE_MODES[1:]:
             raise ValueError(f"scale_mode={scale_mode!r} is not supported; allowed: {', '.join(SCALE_MODES[1:])}")
+    if info.family == "lut":
+        if scale_mode not in (None, info.default_scale_mode):
+            raise ValueError(f"scale_mode={scale_mode!r} does not apply to {info.name!r}: its scale is "
+                             f"{info.default_scale_mode!r}; use None")
+        return info.default_scale_mode
     if info.family not in ("float", "scaled"):
         if scale_mode is not None:
             raise ValueError(f"scale_mode={scale_mode!r} does not apply to {info.name!r}: INT and BFP formats have "
@@ -271,6 +361,8 @@ class Description:
     #                                 tensor and its length was not given
     bits_per_element: float  # element_bits + overhead_bits (element_bits alone when the overhead is unknown)
     tensor_scale_bits: int  # bits stored once per tensor on top (NVFP4's binary32 tensor scale), else 0
+    metadata_bits: int = 0  # lookup-grid formats: bits per group naming the grid it took (counted in overhead)
+    grids: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()  # lookup-grid formats: (name, values) of each grid
 
 
 def element_grid(info: FormatInfo) -> Tuple[float, ...]:
@@ -301,7 +393,9 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     info = f.info
     mode = f.effective_scale_mode
     grid = None
-    if info.family in ("float", "scaled"):
+    if info.family == "lut":
+        grid = tuple(sorted({abs(v) for v in info.grids[0][1]}))
+    elif info.family in ("float", "scaled"):
         if info.bits <= 8:
             grid = element_grid(info)
     elif info.bits <= 8:  # integer codes 0..qmax (int_full also has -qmax-1; int_asym codes sit around a zero point)
@@ -311,7 +405,9 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     if mode == "none":
         overhead: Optional[float] = 0.0
     else:
-        if info.family == "bfp" or mode in _POW2_MODES or mode in ("e4m3", "e4m3_block"):
+        if info.family == "lut":
+            per_group = (8 if mode == "floor" else scale_bits) + info.metadata_bits
+        elif info.family == "bfp" or mode in _POW2_MODES or mode in ("e4m3", "e4m3_block"):
             per_group = 8
         else:
             per_group = scale_bits + (info.bits if info.family == "int_asym" else 0)
@@ -325,7 +421,8 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=info.max_normal,
         min_normal=info.min_normal, min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals,
         has_inf=info.has_inf and mode == "none", has_nan=info.has_nan and mode == "none", element_bits=info.bits,
-        overhead_bits=overhead, bits_per_element=info.bits + (overhead or 0.0), tensor_scale_bits=tensor_bits)
+        overhead_bits=overhead, bits_per_element=info.bits + (overhead or 0.0), tensor_scale_bits=tensor_bits,
+        metadata_bits=info.metadata_bits, grids=info.grids)
 
 
 @dataclass(frozen=True)
@@ -337,25 +434,38 @@ class Format:
     may be any alias and is stored canonical. ``group_size``: None = the format's default (per row for INT, the
     block size for BFP, MX and NVFP4, none for element-wise formats), an int G = groups of G along the last
     dimension (a partial last group is its own group), ``"row"``, or ``"tensor"`` (one group). ``rounding``:
-    ``"rne"`` or ``"stochastic"``. ``saturate``: None = the format's default; element-wise use only (scaled
+    ``"rne"`` (default), ``"stochastic"``, ``"half_away"`` (microxcaling's nearest) or ``"ties_lower"`` (BitMoD). ``saturate``: None = the format's default; element-wise use only (scaled
     elements always saturate). ``scale_mode``: None = the format's default, see :func:`check_scale_mode` and
     ``SCALE_MODES``.
     """
 
     name: str
     group_size: GroupSize = None
-    rounding: str = "rne"
+    rounding: Optional[str] = None
     saturate: Optional[bool] = None
     scale_mode: Optional[str] = None
     observer: str = "minmax"
+    compat: Optional[str] = None
     version: int = field(default=1, compare=False)
 
     def __post_init__(self):
         info = get(self.name)
         object.__setattr__(self, "name", info.name)
-        object.__setattr__(self, "rounding", parse_rounding(self.rounding))
         check_group_size(info, self.group_size)
         mode = check_scale_mode(info, self.scale_mode, self.group_size)
+        check_compat(info, self.compat, mode, self.group_size)
+        rounding = self.default_rounding if self.rounding is None else parse_rounding(self.rounding)
+        object.__setattr__(self, "rounding", rounding)
+        if info.family == "lut" or self.compat == "bitmod":
+            if rounding not in ("rne", "ties_lower"):
+                raise ValueError(f"rounding={rounding!r} does not apply to {info.name!r}"
+                                 f"{' under compat=bitmod' if self.compat else ''}: it rounds by its own rule "
+                                 "(BitMoD's: nearest grid value, a tie to the lower one; int{b}: half to even); "
+                                 "use None")
+            if info.family == "lut" and self.group_size == "tensor":
+                raise ValueError(f"{info.name!r} takes groups or rows, not group_size='tensor'")
+            if info.family == "lut" and self.saturate is not None:
+                raise ValueError(f"saturate does not apply to {info.name!r}, a lookup grid")
         if self.saturate is not None:
             if not isinstance(self.saturate, bool):
                 raise TypeError(f"saturate must be None or a bool, got {self.saturate!r}")
@@ -369,13 +479,25 @@ class Format:
                 raise ValueError(f"saturate applies to float formats only, not {info.name!r}")
         if self.observer not in OBSERVERS:
             raise ValueError(f"observer={self.observer!r} is not supported; allowed: {', '.join(OBSERVERS)}")
-        if self.observer == "mse" and not (info.family.startswith("int") or mode in ("amax", "e4m3", "e4m3_block")):
+        if self.observer == "mse" and (info.family == "lut" or self.compat == "bitmod" or not (
+                info.family.startswith("int") or mode in ("amax", "e4m3", "e4m3_block"))):
             raise ValueError(f"observer='mse' needs a scale it can shrink: INT formats, or scale modes amax, e4m3 or "
                              f"e4m3_block; {info.name!r} uses scale mode {mode!r}")
 
     @property
     def info(self) -> FormatInfo:
         return get(self.name)
+
+    @property
+    def default_rounding(self) -> str:
+        """The rounding this use takes when none is given: the compat profile's (microxcaling: half_away, hbfp:
+        stochastic), else ``"rne"``."""
+        return COMPAT_PROFILES[self.compat][1] if self.compat else "rne"
+
+    @property
+    def compat_code(self) -> int:
+        """qs_compat of this use."""
+        return COMPAT_PROFILES[self.compat][0] if self.compat else 0
 
     @property
     def effective_scale_mode(self) -> str:
@@ -401,7 +523,7 @@ class Format:
         d = {"name": self.name}
         if self.group_size is not None:
             d["group_size"] = self.group_size
-        if self.rounding != "rne":
+        if self.rounding != self.default_rounding:
             d["rounding"] = self.rounding
         if self.saturate is not None:
             d["saturate"] = self.saturate
@@ -409,11 +531,13 @@ class Format:
             d["scale_mode"] = self.scale_mode
         if self.observer != "minmax":
             d["observer"] = self.observer
+        if self.compat is not None:
+            d["compat"] = self.compat
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Format":
-        allowed = {"name", "group_size", "rounding", "saturate", "scale_mode", "observer"}
+        allowed = {"name", "group_size", "rounding", "saturate", "scale_mode", "observer", "compat"}
         unknown = set(d) - allowed
         if unknown:
             raise ValueError(f"unknown Format keys {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -457,7 +581,10 @@ def markdown_table() -> str:
     lines = [_MD_HEADER, "| format | family | bits | element grid | max | min subnormal | Inf/NaN | default use | "
              "bits/element | aliases |", "|---|---|---:|---|---:|---:|---|---|---:|---|"]
     for f in table():
-        if f.family in ("float", "scaled"):
+        if f.family == "lut":
+            grid = " / ".join(f"{n} {{{', '.join(f'{v:g}' for v in vals)}}}" for n, vals in f.grids)
+            sub = "-"
+        elif f.family in ("float", "scaled"):
             grid = "fixed point k/64" if f.name == "mxint8" else f"E{f.ebits}M{f.mbits}, bias {f.bias}"
             sub = f"{f.min_subnormal:.6g}" if f.has_subnormals else "-"
         else:
@@ -469,6 +596,8 @@ def markdown_table() -> str:
         else:
             group = f"group {f.default_group}" if f.default_group else "per row"
             use = group + ("" if f.default_scale_mode == "default" else f", scale {f.default_scale_mode}")
+            if f.candidates > 1:
+                use += f", best of {f.candidates} per group"
         d = describe(f.name, row_length=4096)
         bpe = f"{d.bits_per_element:g}" + (" + 32/tensor" if d.tensor_scale_bits else "")
         if f.default_group is None and not f.elementwise:
@@ -483,8 +612,8 @@ def markdown_table() -> str:
 
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
-           "check_group_size", "check_scale_mode", "element_grid", "markdown_table",
-           "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS"]
+           "check_group_size", "check_scale_mode", "check_compat", "element_grid", "markdown_table",
+           "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS", "COMPAT_PROFILES"]
 
 
 if __name__ == "__main__":  # python -m qsparse.formats > docs/formats.md

@@ -52,15 +52,15 @@ def _group_code(info: _formats.FormatInfo, group_size) -> int:
     return group_size
 
 
-def op_args(f: Format) -> Tuple[str, int, int, int, int, int]:
+def op_args(f: Format) -> Tuple[str, int, int, int, int, int, int]:
     """The arguments of ``qsparse::fake_quant`` that a Format fixes: (name, group code, rounding code,
-    saturate code, scale mode code, observer code). Modules compute this once, so that their forward does no
-    parsing."""
+    saturate code, scale mode code, observer code, compat code). Modules compute this once, so that their forward
+    does no parsing."""
     info = f.info
     mode = f.effective_scale_mode
-    return (info.name, _group_code(info, f.group_size), 1 if f.rounding == "stochastic" else 0,
+    return (info.name, _group_code(info, f.group_size), _formats.ROUNDINGS.index(f.rounding),
             -1 if f.saturate is None else int(f.saturate), _formats.SCALE_MODES.index(mode),
-            _formats.OBSERVERS.index(f.observer))
+            _formats.OBSERVERS.index(f.observer), f.compat_code)
 
 
 def draw_seed() -> int:
@@ -68,12 +68,14 @@ def draw_seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
 
-def resolve_format(fmt, group_size=None, rounding=None, saturate=None, scale_mode=None, observer=None) -> Format:
+def resolve_format(fmt, group_size=None, rounding=None, saturate=None, scale_mode=None, observer=None,
+                   compat=None) -> Format:
     """A Format from a name or Format plus call-level overrides (None keeps the Format's own setting)."""
     if not isinstance(fmt, (str, Format)):
         raise TypeError(f"fmt must be a format name or a qsparse.Format, got {type(fmt).__name__}")
     overrides = {k: v for k, v in (("group_size", group_size), ("rounding", rounding), ("saturate", saturate),
-                                   ("scale_mode", scale_mode), ("observer", observer)) if v is not None}
+                                   ("scale_mode", scale_mode), ("observer", observer), ("compat", compat))
+                 if v is not None}
     return Format.parse(fmt, **overrides)
 
 
@@ -87,6 +89,7 @@ def fake_quant(
     saturate: Optional[bool] = None,
     scale_mode: Optional[str] = None,
     observer: Optional[str] = None,
+    compat: Optional[str] = None,
     mask: Optional[torch.Tensor] = None,
     sparsify_first: bool = True,
     transform: Optional[str] = None,
@@ -99,9 +102,11 @@ def fake_quant(
     group_size: None = the format's default (per row for INT, the block size for BFP, none for element-wise
         formats); an int G = groups of G consecutive elements of the last dimension (a partial last group is a
         group of its own); ``"row"``; ``"tensor"`` = one group for the whole tensor.
-    rounding: ``"rne"`` (default) or ``"stochastic"``; stochastic rounding is keyed by ``seed`` and the element's
-        index, so it gives the same result on any thread count and on CPU and GPU. Without a seed, one is drawn
-        from torch's default generator (reproducible under ``torch.manual_seed``).
+    rounding: ``"rne"`` (default), ``"stochastic"``, ``"half_away"`` (``sign(v) * floor(|v| + 0.5)``, microxcaling's
+        "nearest") or ``"ties_lower"`` (a tie goes to the lower value, BitMoD's convention). Stochastic rounding is
+        keyed by ``seed`` and the element's index, so it gives the same result on any thread count and on CPU and
+        GPU. Without a seed, one is drawn from torch's default generator (reproducible under
+        ``torch.manual_seed``).
     saturate: element-wise use only: None = the format's default (fp8 saturates, fp16/bf16 overflow to Inf).
     scale_mode: how a block-scaled format finds each group's scale (``qsparse.formats.SCALE_MODES``): None = the
         format's default (``floor`` for the MX formats, ``e4m3`` for nvfp4; an element format such as
@@ -112,6 +117,11 @@ def fake_quant(
     observer: ``"minmax"`` (default) or ``"mse"``: GPTQ's search over shrunk ranges (p = 1, 0.99, ..., 0.21 of the
         min/max range, error sum |q - x|^2.4) per group, for INT formats and scales that are not powers of two
         (``amax``, ``e4m3``, ``e4m3_block``). About 80 quantizations per group: meant for weights.
+    compat: None (qsparse's definitions), or a profile reproducing one source system bit for bit where the sources
+        disagree (``qsparse.formats.COMPAT_PROFILES``): ``"bitmod"`` (BitMoD's binary16 arithmetic and clamped
+        scales for int{b}, int{b}_asym, minifloats with a group scale and the ANT/BitMoD grids),
+        ``"microxcaling"`` (its binary32-log2 E8M0 scales and half-away rounding), ``"torchao"`` (the MX and NVFP4
+        defaults), ``"hbfp"`` (stochastic rounding by default).
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
 
@@ -123,7 +133,7 @@ def fake_quant(
     Gradient: straight-through (unchanged, zero at masked positions).
     """
     _check_tensor(x, "x")
-    f = resolve_format(fmt, group_size, rounding, saturate, scale_mode, observer)
+    f = resolve_format(fmt, group_size, rounding, saturate, scale_mode, observer, compat)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
@@ -143,7 +153,7 @@ def fake_quant(
     seed64 = seed or 0
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
-    name, group, rounding_code, saturate_code, scale_code, observer_code = op_args(f)
+    name, group, rounding_code, saturate_code, scale_code, observer_code, compat_code = op_args(f)
     if transform is not None:
         if transform != "hadamard":
             raise ValueError(f"transform={transform!r} is not supported; allowed: None, 'hadamard'")
@@ -151,13 +161,37 @@ def fake_quant(
         if mask is not None and sparsify_first:
             x = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
         y = _ops.hadamard(_ops.fake_quant(_ops.hadamard(x, transform_group), name, group, rounding_code, seed64,
-                                          saturate_code, scale_code, observer_code, None, _ops.MASK_NONE),
+                                          saturate_code, scale_code, observer_code, compat_code, None,
+                                          _ops.MASK_NONE),
                           transform_group)
         if mask is not None:
             y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
         return y
-    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, observer_code, mask,
-                           mask_mode)
+    return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, observer_code,
+                           compat_code, mask, mask_mode)
+
+
+def group_choices(x: torch.Tensor, fmt: Union[str, Format], *, group_size: Union[int, str, None] = None,
+                  compat: Optional[str] = None, mask: Optional[torch.Tensor] = None,
+                  sparsify_first: bool = True) -> torch.Tensor:
+    """Which grid each group of a lookup-grid format takes (the per-group metadata of ``mixed_ant``,
+    ``mixed_bitmod4``, ...): a uint8 tensor of shape ``x.shape[:-1] + (groups,)``, ``groups = ceil(K / G)`` along
+    the last dimension K (1 per row for ``group_size="row"``). Entry c names grid ``Format(fmt).info.grids[c]``;
+    255 marks a group that takes none (``compat="bitmod"`` when every grid's error is >= 1e3, which BitMoD
+    outputs as zeros). The same groups and choices as :func:`fake_quant` with the same arguments."""
+    _check_tensor(x, "x")
+    f = resolve_format(fmt, group_size=group_size, compat=compat)
+    if f.info.family != "lut":
+        raise ValueError(f"group_choices needs a lookup-grid format (mixed_ant, mixed_bitmod4, fp4_er_pos, ...); "
+                         f"{f.name!r} has no per-group choice")
+    mask_mode = _ops.MASK_NONE
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != x.shape:
+            raise ValueError("mask must be a torch.bool tensor of x's shape")
+        mask_mode = _ops.MASK_BEFORE if sparsify_first else _ops.MASK_AFTER
+    name, group, _, _, scale_code, _, compat_code = op_args(f)
+    out = _ops.group_choice(x, name, group, scale_code, compat_code, mask, mask_mode)
+    return out.reshape(tuple(x.shape[:-1]) + (out.shape[-1],))
 
 
 def _check_hadamard_group(x: torch.Tensor, group, param: str) -> int:
@@ -242,5 +276,5 @@ def decode(codes: torch.Tensor, fmt: Union[str, Format]) -> torch.Tensor:
     return _ops.decode(codes, f.name)
 
 
-__all__ = ["fake_quant", "hadamard", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "op_args", "draw_seed",
+__all__ = ["fake_quant", "group_choices", "hadamard", "nm_mask", "magnitude_mask", "encode", "decode", "resolve_format", "op_args", "draw_seed",
            "SUPPORTED_DTYPES"]

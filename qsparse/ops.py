@@ -2,12 +2,13 @@
 
 Ops (schemas are inferred from the annotations below):
 
-- ``qsparse::fake_quant(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, mask, mask_mode)
-  -> Tensor``
-  ``fmt`` a canonical format name; ``group_size`` > 0, 0 (per row) or -1 (per tensor); ``rounding`` 0 = RNE,
-  1 = stochastic; ``seed`` the stochastic key (int64, reinterpreted as uint64); ``saturate`` -1 (format default),
+- ``qsparse::fake_quant(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, compat, mask,
+  mask_mode) -> Tensor``
+  ``fmt`` a canonical format name; ``group_size`` > 0, 0 (per row) or -1 (per tensor); ``rounding`` a qs_rounding
+  (index into formats.ROUNDINGS: 0 = RNE, 1 = stochastic, 2 = half away, 3 = ties lower); ``seed`` the stochastic key (int64, reinterpreted as uint64); ``saturate`` -1 (format default),
   0 or 1; ``scale_mode`` a qs_scale_mode (index into formats.SCALE_MODES, 0 = the format's default);
   ``observer`` 0 = min/max, 1 = mse (GPTQ's shrink search; on a CUDA tensor it runs on the CPU);
+  ``compat`` a qs_compat (formats.COMPAT_PROFILES' codes: 0 none, 1 bitmod, 2 microxcaling);
   ``mask`` an optional bool tensor shaped like x, applied before (``mask_mode`` 1) or after (2)
   quantization. Output: a new contiguous tensor, x's shape and dtype. Backward: straight-through (the gradient
   passes unchanged; masked positions get zero).
@@ -57,10 +58,11 @@ def _rows_view(t: torch.Tensor) -> Tuple[torch.Tensor, int, int, int]:
 
 
 def _params(fmt: str, group_size: int, rounding: int, seed: int, saturate: int,
-            scale_mode: int = 0, observer: int = 0) -> _lib.QuantParams:
+            scale_mode: int = 0, observer: int = 0, compat: int = 0) -> _lib.QuantParams:
     p = _lib.QuantParams()
     p.scale_mode = scale_mode
     p.observer = observer
+    p.compat = compat
     p.format = _formats.get(fmt).id
     p.rounding = rounding
     p.group_size = group_size
@@ -89,17 +91,17 @@ def _suffix(t: torch.Tensor) -> str:
 
 @torch.library.custom_op("qsparse::fake_quant", mutates_args=())
 def fake_quant(x: torch.Tensor, fmt: str, group_size: int, rounding: int, seed: int, saturate: int, scale_mode: int,
-               observer: int, mask: Optional[torch.Tensor], mask_mode: int) -> torch.Tensor:
+               observer: int, compat: int, mask: Optional[torch.Tensor], mask_mode: int) -> torch.Tensor:
     if observer and x.device.type == "cuda":  # the mse search has no CUDA kernel yet: the CPU's, same bits
         m = mask.cpu() if mask is not None else None
-        return fake_quant(x.cpu(), fmt, group_size, rounding, seed, saturate, scale_mode, observer, m,
+        return fake_quant(x.cpu(), fmt, group_size, rounding, seed, saturate, scale_mode, observer, compat, m,
                           mask_mode).to(x.device)
     lib = _library_for(x)
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return out
     xv, rows, cols, xs = _rows_view(x)
-    params = _params(fmt, group_size, rounding, seed, saturate, scale_mode, observer)
+    params = _params(fmt, group_size, rounding, seed, saturate, scale_mode, observer, compat)
     mptr, ms = None, 0
     if mask is not None and mask_mode != MASK_NONE:
         mv, _, _, ms = _rows_view(mask)
@@ -110,12 +112,12 @@ def fake_quant(x: torch.Tensor, fmt: str, group_size: int, rounding: int, seed: 
 
 
 @fake_quant.register_fake
-def _(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, mask, mask_mode):
+def _(x, fmt, group_size, rounding, seed, saturate, scale_mode, observer, compat, mask, mask_mode):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
 def _fake_quant_setup(ctx, inputs, output):
-    mask, mask_mode = inputs[8], inputs[9]
+    mask, mask_mode = inputs[9], inputs[10]
     ctx.masked = mask is not None and mask_mode != MASK_NONE
     if ctx.masked:
         ctx.save_for_backward(mask)
@@ -125,10 +127,32 @@ def _fake_quant_backward(ctx, grad):
     if ctx.masked:
         (mask,) = ctx.saved_tensors
         grad = torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    return grad, None, None, None, None, None, None, None, None, None
+    return grad, None, None, None, None, None, None, None, None, None, None
 
 
 torch.library.register_autograd("qsparse::fake_quant", _fake_quant_backward, setup_context=_fake_quant_setup)
+
+
+def group_choice(x: torch.Tensor, fmt: str, group_size: int, scale_mode: int, compat: int,
+                 mask: Optional[torch.Tensor], mask_mode: int) -> torch.Tensor:
+    """uint8 [rows, groups per row]: the grid each group of a lookup-grid format takes (qs_group_choice_*), rows
+    being x's leading dimensions flattened. Not an op: metadata, no gradient."""
+    lib = _library_for(x)
+    cols = x.shape[-1] if x.dim() > 0 else 1
+    rows = x.numel() // cols if cols else 0
+    groups = -(-cols // group_size) if 0 < group_size < cols else 1
+    out = torch.empty((rows, groups), dtype=torch.uint8, device=x.device)
+    if x.numel() == 0:
+        return out
+    xv, rows, cols, xs = _rows_view(x)
+    params = _params(fmt, group_size, 0, 0, -1, scale_mode, 0, compat)
+    mptr, ms = None, 0
+    if mask is not None and mask_mode != MASK_NONE:
+        mv, _, _, ms = _rows_view(mask)
+        mptr = mv.data_ptr()
+    lib.call(f"qs_group_choice_{_suffix(x)}", ctypes.byref(params), dtype_code(x.dtype), rows, cols, xv.data_ptr(),
+             xs, mptr, ms, mask_mode if mptr else MASK_NONE, out.data_ptr(), groups, *_exec_args(x))
+    return out
 
 
 # ---- masks -------------------------------------------------------------------------------------------------------
@@ -225,5 +249,5 @@ def decode(codes: torch.Tensor, fmt: str) -> torch.Tensor:
     return out
 
 
-__all__ = ["fake_quant", "nm_mask", "magnitude_mask", "encode", "decode", "prune_count", "dtype_code",
+__all__ = ["fake_quant", "group_choice", "nm_mask", "magnitude_mask", "encode", "decode", "prune_count", "dtype_code",
            "MASK_NONE", "MASK_BEFORE", "MASK_AFTER", "GROUP_ROW", "GROUP_TENSOR"]

@@ -56,6 +56,33 @@ SCALED_FORMATS = {
 }
 
 
+# Lookup grids of FORMATS.md section 7, in BitMoD's integer units (typed from the spec, not read from the C table).
+_FP3 = [-4.0, -2.0, -1.0, 0.0, 1.0, 2.0, 4.0]
+_FP4 = [-12.0, -8.0, -6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0]
+BITMOD_GRIDS = {
+    "int3": [float(v) for v in range(-3, 4)],
+    "int4": [float(v) for v in range(-7, 8)],
+    "fp3": _FP3,
+    "fp4": _FP4,
+    "flint4": [-16.0, -8.0, -6.0, -4.0, -3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0],
+    "fp3_er_pos": sorted(_FP3 + [3.0]), "fp3_er_neg": sorted(_FP3 + [-3.0]),
+    "fp3_ea_pos": sorted(_FP3 + [6.0]), "fp3_ea_neg": sorted(_FP3 + [-6.0]),
+    "fp4_er_pos": sorted(_FP4 + [10.0]), "fp4_er_neg": sorted(_FP4 + [-10.0]),
+    "fp4_ea_pos": sorted(_FP4 + [16.0]), "fp4_ea_neg": sorted(_FP4 + [-16.0]),
+}
+# Lookup-grid formats: (grids in search order, default group, BitMoD's MX scale)
+LUT_FORMATS = {
+    **{g: ([g], 128, False) for g in ("flint4", "fp4_er_pos", "fp4_er_neg", "fp4_ea_pos", "fp4_ea_neg",
+                                       "fp3_er_pos", "fp3_er_neg", "fp3_ea_pos", "fp3_ea_neg")},
+    **{f"mixed_ant{b}": ([f"int{b}", "flint4" if b == 4 else "fp3"], 128, False) for b in (3, 4)},
+    **{f"mixed_er{b}": ([f"fp{b}_er_pos", f"fp{b}_er_neg"], 128, False) for b in (3, 4)},
+    **{f"mixed_ea{b}": ([f"fp{b}_ea_pos", f"fp{b}_ea_neg"], 128, False) for b in (3, 4)},
+    **{f"mixed_bitmod{b}": ([f"fp{b}_er_pos", f"fp{b}_er_neg", f"fp{b}_ea_pos", f"fp{b}_ea_neg"], 128, False)
+       for b in (3, 4)},
+    **{f"mx_{t}{b}": ([f"{t}{b}"], 32, True) for t in ("fp", "int") for b in (3, 4)},
+}
+
+
 def float_params(name: str) -> dict:
     """Spec constants of an element format (FORMATS.md section 3)."""
     if name == "int8_fixed":  # k * 2^-6: spacing 2^-6 from 0 up to 127/64 (OCP MX's MXINT8 element)
@@ -88,6 +115,8 @@ def parse_name(name: str) -> tuple:
     if name in SCALED_FORMATS:
         elem = SCALED_FORMATS[name][0]
         return "scaled", 8 if elem == "int8_fixed" else 1 + sum(_float_row(elem)[:2])
+    if name in LUT_FORMATS:
+        return "lut", 3 if name.endswith("3") or name.startswith("fp3") else 4
     raise ValueError(f"reference: unknown format {name!r}")
 
 
@@ -133,6 +162,11 @@ def _round(v: torch.Tensor, rounding: str, u: Optional[torch.Tensor]) -> torch.T
     1 - u are exact in float64 for binary32 v and u on the 2^-24 grid). A zero keeps v's sign."""
     if rounding == "rne":
         return torch.round(v)
+    if rounding == "half_away":  # the sum |v| + 0.5 in binary32, as microxcaling computes it
+        return torch.copysign(torch.floor(v.to(_F32).abs() + 0.5), v.to(_F32)).to(v.dtype)
+    if rounding == "ties_lower":  # exact in float64: ceil(v - 0.5)
+        q = torch.ceil(v.to(_F64) - 0.5)
+        return torch.where(q == 0, torch.copysign(torch.zeros_like(q), v.to(_F64)), q).to(v.dtype)
     v64 = v.to(_F64)
     f = torch.floor(v64)
     q = f + ((v64 - f) >= 1.0 - u.to(_F64)).to(_F64)
@@ -154,7 +188,11 @@ def round_float(x: torch.Tensor, name: str, rounding: str = "rne", u: Optional[t
     _, ex = torch.frexp(a_f)  # a = mant * 2^ex, mant in [0.5, 1): floor(log2 a) = ex - 1
     e = torch.clamp(ex.to(_F64) - 1, min=p["emin"])  # below 2^emin the spacing is that of emin (subnormals)
     quantum = torch.pow(2.0, e - p["mbits"])
-    r = _round(a_f / quantum, rounding, u) * quantum  # exact in float64
+    v = a_f / quantum  # exact; rounded on magnitudes, so ties_lower goes up in magnitude for negative x
+    if rounding == "ties_lower":
+        r = torch.where(x.to(_F64) < 0, torch.floor(v + 0.5), torch.ceil(v - 0.5)) * quantum
+    else:
+        r = _round(v, rounding, u) * quantum  # exact in float64
     over = p["max"] if sat else (math.inf if p["has_inf"] else math.nan)
     r = torch.where(r > p["max"], torch.full_like(r, over), r)
     r = torch.where(torch.isinf(a), torch.full_like(r, over), r)
@@ -253,6 +291,9 @@ def _mse_groups(xg: torch.Tensor, run, grid: int = 100, maxshrink: float = 0.8, 
     return choice
 
 
+_PROFILE = [None]  # the compat profile of the fake_quant call in progress (read by _pow2_exponent)
+
+
 def _pow2_exponent(amax: torch.Tensor, mode: str, p: dict) -> torch.Tensor:
     """E8M0 exponents (int64) of finite block maxima amax (float32), torchao's to_mx arithmetic on bit patterns."""
     if mode == "rceil":
@@ -265,6 +306,11 @@ def _pow2_exponent(amax: torch.Tensor, mode: str, p: dict) -> torch.Tensor:
     e = (bb >> 23) - 127
     if mode == "ceil":
         e = e + ((b & 0x7FFFFF) != 0).to(torch.int64)
+    if mode == "floor" and _PROFILE[0] == "microxcaling":
+        # mx_ops.py: floor(torch.log2(amax)) in binary32 (log2 correctly rounded to binary32 here)
+        normal = amax >= 2.0**-126
+        l2 = torch.floor(torch.log2(torch.where(normal, amax, torch.ones_like(amax)).to(_F64)).to(_F32))
+        e = torch.where(normal, l2.to(torch.int64), e)
     return torch.clamp(e - p["emax"], min=-127)
 
 
@@ -324,14 +370,177 @@ def _observed(xg: torch.Tensor, quant, observer: str, rounding: str, ug):
     return y
 
 
+# ---- lookup grids and the bitmod profile (FORMATS.md section 7; BitMoD quant_weight.py) -----------------------------
+
+
+def nearest_lower(y: torch.Tensor, values) -> torch.Tensor:
+    """BitMoD's quantization onto a sorted grid: value i where mid(i-1) < y <= mid(i), a tie to the lower value; in
+    y's dtype (the grid values are exact in binary16)."""
+    mids = [(a + b) / 2 for a, b in zip(values, values[1:])]
+    q = torch.zeros_like(y)
+    for i, v in enumerate(values):
+        if i == 0:
+            cond = y <= mids[0]
+        elif i == len(values) - 1:
+            cond = y > mids[-1]
+        else:
+            cond = (y > mids[i - 1]) & (y <= mids[i])
+        q = q + torch.where(cond, torch.tensor(v, dtype=y.dtype), torch.zeros((), dtype=y.dtype))
+    return q
+
+
+def minifloat_units(name: str) -> list:
+    """A minifloat's grid in units of its smallest subnormal, mirrored (BitMoD's FP4_E2M1 = 0, +-1, ..., +-12)."""
+    p = float_params(name)
+    unit = 2.0 ** (p["emin"] - p["mbits"])
+    pos = {0.0}
+    pos.update(k for k in range(1, 2 ** p["mbits"]))
+    for e in range(p["emin"], p["emax"] + 1):
+        pos.update((1.0 + k * 2.0 ** -p["mbits"]) * 2.0**e / unit for k in range(2 ** p["mbits"]))
+    pos = sorted(v for v in pos if v <= p["max"] / unit)
+    return [-v for v in reversed(pos[1:])] + pos
+
+
+def _lanes_sum(sq: torch.Tensor) -> torch.Tensor:
+    """sum over dim 1 in qsparse's order: element j into lane j % 8 (in order), then the lanes in order (binary32)."""
+    lanes = torch.zeros((sq.shape[0], 8), dtype=_F32)
+    for j in range(sq.shape[1]):
+        lanes[:, j % 8] += sq[:, j]
+    total = torch.zeros(sq.shape[0], dtype=_F32)
+    for lane in range(8):
+        total = total + lanes[:, lane]
+    return total
+
+
+def _lut_block(xb: torch.Tensor, grids: list, pow2: bool, f16: bool, ymax: float):
+    """One group column block (rows, n) of a lookup-grid format: (outputs float32, choice per row)."""
+    rows, n = xb.shape
+    bad = ~torch.isfinite(xb.half() if f16 else xb).all(dim=1)
+    xs = torch.where(bad[:, None], torch.zeros_like(xb), xb)
+    results = []
+    for values in grids:
+        gmax = max(abs(v) for v in values)
+        if f16 and not pow2:  # quant_datatype, verbatim
+            w = xs.half()
+            s = (w.abs().amax(dim=1, keepdim=True) / gmax).clamp(min=1e-5, max=1e4)
+            out = nearest_lower(w / s, values) * s
+            err = ((out - w) * (out - w)).double().sum(dim=1).float() / n
+            results.append((out.float(), err.half().float(), torch.zeros(rows, dtype=torch.bool)))
+            continue
+        w = xs.half().float() if f16 else xs
+        amax = w.abs().amax(dim=1, keepdim=True)
+        zero = amax[:, 0] == 0
+        if pow2:  # quant_mx: E = floor(log2 amax) (torch.log2 in binary32 under f16), y = x / 2^E / (2 / gmax)
+            if f16:
+                e = torch.floor(torch.log2(amax.double()).float().double())
+            else:
+                mant, ex = torch.frexp(amax.double())
+                e = (ex - 1).double()
+            e = torch.where(amax == 0, torch.zeros_like(e), e)
+            s2 = torch.pow(2.0, e).float()
+            c = torch.tensor(2.0 / gmax, dtype=_F32)
+            out = (nearest_lower((w / s2) / c, values) * c) * s2
+            if f16:
+                out = out.half().float()
+        else:
+            s = amax / torch.tensor(gmax, dtype=_F32)
+            safe = torch.where(s == 0, torch.ones_like(s), s)
+            out = nearest_lower(w / safe, values) * safe
+        out = torch.clamp(out, -ymax, ymax)
+        out = torch.where(zero[:, None], torch.zeros_like(out), out)
+        results.append((out, _lanes_sum((out - w) * (out - w)), zero))
+    best = torch.full((rows,), 1e3 if f16 else math.inf, dtype=_F32)
+    choice = torch.full((rows,), 255 if f16 else 0, dtype=torch.int64)
+    y = torch.zeros_like(xb)
+    if len(grids) == 1:
+        choice = torch.zeros_like(choice)
+        y = results[0][0]
+    else:
+        for c, (out, err, zero) in enumerate(results):
+            better = (err < best) & ~zero
+            best = torch.where(better, err, best)
+            choice = torch.where(better, torch.full_like(choice, c), choice)
+            y = torch.where(better[:, None], out, y)
+        zero0 = results[0][2]
+        choice = torch.where(zero0, torch.zeros_like(choice), choice)
+    y = torch.where(bad[:, None], torch.full_like(y, math.nan), y)
+    choice = torch.where(bad, torch.zeros_like(choice), choice)
+    return y, choice
+
+
+def _bitmod_int_block(xb: torch.Tensor, bits: int, asym: bool, ymax: float) -> torch.Tensor:
+    """BitMoD's quant_int / quant_int_asym on one group column block, verbatim in binary16."""
+    w = xb.half()
+    bad = ~torch.isfinite(w).all(dim=1, keepdim=True)
+    w = torch.where(bad, torch.zeros_like(w), w)
+    if asym:
+        rmin, rmax = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
+        qmax = 2**bits - 1
+        s = ((rmax - rmin) / qmax).clamp(min=1e-5, max=1e4)
+        zp = torch.round(-rmin / s).clamp(min=0, max=qmax)
+        q = torch.clamp(torch.round(w / s) + zp, min=0, max=qmax)
+        out = (q - zp) * s
+    else:
+        qmax = 2 ** (bits - 1) - 1
+        s = (w.abs().amax(dim=1, keepdim=True) / qmax).clamp(min=1e-5, max=1e4)
+        out = torch.clamp(torch.round(w / s), min=-qmax, max=qmax) * s
+    out = torch.clamp(out.float(), -ymax, ymax)
+    return torch.where(bad, torch.full_like(out, math.nan), out)
+
+
+def lut_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
+                   compat: Optional[str] = None, mask: Optional[torch.Tensor] = None, sparsify_first: bool = True,
+                   return_choice: bool = False):
+    """Reference of qsparse.fake_quant (and group_choices) for a lookup-grid format, or for int{b}, int{b}_asym and
+    minifloats (with a group size) under compat='bitmod'. Output in x's dtype."""
+    f16 = compat == "bitmod"
+    if name in LUT_FORMATS:
+        grid_names, default_group, pow2 = LUT_FORMATS[name]
+        grids = [BITMOD_GRIDS[g] for g in grid_names]
+        kind = "lut"
+    else:
+        family, bits = parse_name(name)
+        default_group, pow2 = "row", False
+        kind = family if family in ("int_sym", "int_asym") else "lut"
+        grids = [minifloat_units(name)] if kind == "lut" else None
+    group = default_group if group_size is None else group_size
+    shape, dtype = x.shape, x.dtype
+    cols = shape[-1] if x.dim() > 0 else 1
+    x2 = x.reshape(-1, cols).to(_F32)
+    m2 = mask.reshape(-1, cols) if mask is not None else None
+    if m2 is not None and sparsify_first:
+        x2 = torch.where(m2, x2, torch.zeros((), dtype=_F32))
+    g = cols if group == "row" or group >= cols else group
+    ys, choices = [], []
+    for c0 in range(0, cols, g):
+        xb = x2[:, c0:c0 + g]
+        if kind == "lut":
+            yb, cb = _lut_block(xb, grids, pow2, f16, DTYPE_MAX[dtype])
+        else:
+            yb, cb = _bitmod_int_block(xb, bits, kind == "int_asym", DTYPE_MAX[dtype]), None
+        ys.append(yb)
+        choices.append(cb)
+    y = torch.cat(ys, dim=1) if ys else x2.clone()
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    y = y.to(dtype).reshape(shape)
+    if return_choice:
+        return y, torch.stack(choices, dim=1).to(torch.uint8) if choices else None
+    return y
+
+
 def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
                seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
                sparsify_first: bool = True, scale_mode: Optional[str] = None,
-               observer: str = "minmax") -> torch.Tensor:
+               observer: str = "minmax", compat: Optional[str] = None) -> torch.Tensor:
     """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
-    'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES. Output in x's
+    'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES; compat: None or a
+    profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
     dtype."""
     family, bits = parse_name(name)
+    if family == "lut" or compat == "bitmod":
+        return lut_fake_quant(x, name, group_size, compat, mask, sparsify_first)
+    _PROFILE[0] = compat
     elem = None
     if family == "scaled":
         elem, block, default_mode = SCALED_FORMATS[name]

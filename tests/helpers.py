@@ -25,8 +25,12 @@ F32_MIN_SUBNORMAL = 2.0**-149
 
 TABLE = formats.table()
 ALL_FORMATS = tuple(f.name for f in TABLE)
+# Formats that take every common option (stochastic rounding, per-tensor groups): all but the lookup grids, which
+# round by their own rule, quantize per group or row, and have their own suite (test_lut.py).
+COMMON_FORMATS = tuple(f.name for f in TABLE if f.family != "lut")
 ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise)
-GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family != "scaled")  # INT and BFP
+GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family not in ("scaled", "lut"))  # INT, BFP
+LUT_FORMATS = tuple(f.name for f in TABLE if f.family == "lut")
 SCALED_FORMATS = tuple(f.name for f in TABLE if f.family == "scaled")
 CODE_FORMATS = tuple(f.name for f in TABLE if f.has_codes)
 INT_FORMATS = tuple(f.name for f in TABLE if f.family.startswith("int"))
@@ -115,6 +119,9 @@ def spec_family(name: str):
         return "float", ELEMENT_SPEC[name]["bits"]
     if name in SCALED_SPEC:
         return "scaled", scaled_elem_spec(name)["bits"]
+    m = re.fullmatch(r"(?:mixed_(?:ant|er|ea|bitmod)|mx_fp|mx_int)([34])|flint(4)|fp([34])_e[ra]_(?:pos|neg)", name)
+    if m:  # FORMATS.md section 7: the ANT and BitMoD grids
+        return "lut", int(next(g for g in m.groups() if g))
     raise AssertionError(f"format {name!r} has no hand-typed spec constants in tests/helpers.py: add them")
 
 

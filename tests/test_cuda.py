@@ -359,12 +359,13 @@ def test_c_entry_points_validate_like_the_cpu_library():
     buf = ctypes.create_string_buffer(4096)
     p = ctypes.addressof(buf)
 
-    def params(fmt=0, rounding=0, group=0, saturate=-1, reserved=0):
+    def params(fmt=0, rounding=0, group=0, saturate=-1, reserved=0, compat=0):
         q = _lib.QuantParams()
         q.format, q.rounding, q.group_size, q.saturate, q.reserved[0] = fmt, rounding, group, saturate, reserved
+        q.compat = compat
         return ctypes.byref(q)
 
-    bfp8, fp16 = formats.get("bfp8").id, formats.get("fp16").id
+    bfp8, fp16, lut = formats.get("bfp8").id, formats.get("fp16").id, formats.get("mixed_bitmod4").id
     fq_cases = [
         (None, 0, 2, 4, p, 4, p, 4, None, 0, 0),
         (params(reserved=1), 0, 2, 4, p, 4, p, 4, None, 0, 0),
@@ -373,7 +374,11 @@ def test_c_entry_points_validate_like_the_cpu_library():
         (params(), 0, 2, 4, p, 4, p, 4, p, 2, 1),
         (params(), 3, 2, 4, p, 4, p, 4, None, 0, 0),
         (params(fmt=999), 0, 2, 4, p, 4, p, 4, None, 0, 0),
-        (params(rounding=2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(rounding=4), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(compat=3), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=bfp8, compat=1), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=lut, rounding=1), 0, 2, 4, p, 4, p, 4, None, 0, 0),
+        (params(fmt=lut, group=-1), 0, 2, 4, p, 4, p, 4, None, 0, 0),
         (params(saturate=2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
         (params(fmt=bfp8, group=-2), 0, 2, 4, p, 4, p, 4, None, 0, 0),
         (params(fmt=fp16, group=32), 0, 2, 4, p, 4, p, 4, None, 0, 0),
@@ -386,6 +391,11 @@ def test_c_entry_points_validate_like_the_cpu_library():
     for args in fq_cases:
         expected = cpu.qs_fake_quant_cpu(*args, 1)
         assert gpu.qs_fake_quant_cuda(*args, 0, None) == expected, args
+    gc_cases = [(params(fmt=lut, group=4), 0, 2, 8, p, 8, None, 0,
+                 0, p, 1), (params(), 0, 2, 8, p, 8, None, 0, 0, p, 1), (params(fmt=lut), 0, 2, 8, p, 8, None, 0, 0,
+                 None, 1), (params(fmt=lut), 0, 0, 8, p, 8, None, 0, 0, None, 1)]
+    for args in gc_cases:
+        assert gpu.qs_group_choice_cuda(*args, 0, None) == cpu.qs_group_choice_cpu(*args, 1), args
     nm_cases = [(0, 2, 8, p, 8, p, 8, 2, 0), (0, 2, 8, p, 8, p, 8, 5, 4), (0, 2, 8, p, 8, p, 8, 2, 257),
                 (0, 2, 8, p, 7, p, 8, 2, 4), (4, 2, 8, p, 8, p, 8, 2, 4), (0, 2, 8, None, 8, p, 8, 2, 4),
                 (0, -2, 8, p, 8, p, 8, 2, 4), (0, 0, 8, None, 8, None, 8, 2, 4)]

@@ -14,7 +14,7 @@ import torch
 
 import qsparse
 from qsparse import reference as ref
-from helpers import (ALL_FORMATS, BFP_FORMATS, ELEMENT_FORMATS, ELEMENT_SPEC, FLT_MAX, F32_MAX_SUBNORMAL,
+from helpers import (COMMON_FORMATS as ALL_FORMATS, BFP_FORMATS, ELEMENT_FORMATS, ELEMENT_SPEC, FLT_MAX, F32_MAX_SUBNORMAL,
                      SCALED_SPEC, scaled_elem_spec,
                      GROUP_FORMATS, INT_FORMATS, all_16bit, assert_same_bits, bits, fq, info, saturate_options,
                      int_divisor, is_neg_zero, is_pos_zero, minifloat_grid, num_threads, randn, spec_family,
@@ -1010,7 +1010,7 @@ def test_bad_mask(bad_mask, exc, no_native_calls):
     (dict(group_size=-2), ValueError, "group_size"),
     (dict(group_size=3.0), TypeError, "group_size"),
     (dict(group_size="rows"), ValueError, "group_size"),
-    (dict(rounding="nearest"), ValueError, "rounding"),
+    (dict(rounding="round_up"), ValueError, "rounding"),
     (dict(rounding=0), (ValueError, TypeError), "rounding"),
     (dict(rounding="stochastic", seed=-1), ValueError, "seed"),
     (dict(rounding="stochastic", seed=2**64), ValueError, "seed"),

@@ -23,16 +23,19 @@ def _fq_samples(x):
     m = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) > 0.3
     xs = x.clone().requires_grad_()
     return [
-        (xs, "int4", ops.GROUP_ROW, 0, 0, -1, 0, 0, None, ops.MASK_NONE),
-        (xs, "int4_asym", 8, 1, 77, -1, 0, 0, m, ops.MASK_BEFORE),
-        (x.t().contiguous().t().requires_grad_(), "bfp8", 32, 0, 0, -1, 0, 0, None, ops.MASK_NONE),  # column-major
-        (x.to(torch.bfloat16).requires_grad_(), "fp8_e4m3", 0, 0, 0, 1, 0, 0, m, ops.MASK_AFTER),
-        (x[:, ::2].clone().requires_grad_(), "int8_full", ops.GROUP_TENSOR, 0, 0, -1, 0, 0, None, ops.MASK_NONE),
-        (x.to(torch.float16).requires_grad_(), "fp8_e5m2", 0, 1, 5, 0, 0, 0, None, ops.MASK_NONE),
-        (x.reshape(2, 3, 40).requires_grad_(), "bfp4", 16, 0, 0, -1, 0, 0, None, ops.MASK_NONE),  # 3-D
-        (xs, "mxfp4", 32, 0, 0, -1, 6, 0, m, ops.MASK_BEFORE),  # rceil
-        (x.to(torch.bfloat16).requires_grad_(), "nvfp4", 16, 1, 3, -1, 0, 0, None, ops.MASK_NONE),
-        (xs, "int4", 16, 0, 0, -1, 0, 1, m, ops.MASK_BEFORE),  # mse observer
+        (xs, "int4", ops.GROUP_ROW, 0, 0, -1, 0, 0, 0, None, ops.MASK_NONE),
+        (xs, "int4_asym", 8, 1, 77, -1, 0, 0, 0, m, ops.MASK_BEFORE),
+        (x.t().contiguous().t().requires_grad_(), "bfp8", 32, 0, 0, -1, 0, 0, 0, None, ops.MASK_NONE),  # column-major
+        (x.to(torch.bfloat16).requires_grad_(), "fp8_e4m3", 0, 0, 0, 1, 0, 0, 0, m, ops.MASK_AFTER),
+        (x[:, ::2].clone().requires_grad_(), "int8_full", ops.GROUP_TENSOR, 0, 0, -1, 0, 0, 0, None, ops.MASK_NONE),
+        (x.to(torch.float16).requires_grad_(), "fp8_e5m2", 0, 1, 5, 0, 0, 0, 0, None, ops.MASK_NONE),
+        (x.reshape(2, 3, 40).requires_grad_(), "bfp4", 16, 0, 0, -1, 0, 0, 0, None, ops.MASK_NONE),  # 3-D
+        (xs, "mxfp4", 32, 0, 0, -1, 6, 0, 0, m, ops.MASK_BEFORE),  # rceil
+        (x.to(torch.bfloat16).requires_grad_(), "nvfp4", 16, 1, 3, -1, 0, 0, 0, None, ops.MASK_NONE),
+        (xs, "int4", 16, 0, 0, -1, 0, 1, 0, m, ops.MASK_BEFORE),  # mse observer
+        (xs, "mixed_bitmod4", 8, 0, 0, -1, 0, 0, 0, m, ops.MASK_AFTER),  # a lookup grid
+        (x.to(torch.float16).requires_grad_(), "int4_asym", 8, 0, 0, -1, 0, 0, 1, None, ops.MASK_NONE),  # bitmod
+        (xs, "mxfp4", 32, 2, 0, -1, 0, 0, 2, None, ops.MASK_NONE),  # microxcaling, half away
     ]
 
 

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
-#define QS_ABI_VERSION 2
+#define QS_ABI_VERSION 3
 
 typedef enum qs_status {
     QS_OK = 0,
@@ -67,7 +67,9 @@ typedef enum qs_rounding {
     QS_ROUND_RNE = 0,        /* round half to even */
     QS_ROUND_STOCHASTIC = 1, /* floor(v + u) (exactly), u = k * 2^-24 from qs_scalar.h's counter-based hash of
                                 (seed, row * cols + col): the same on any thread count and on CPU and GPU */
-    QS_ROUNDING_COUNT_ = 2
+    QS_ROUND_HALF_AWAY = 2,  /* sign(v) * floor(|v| + 0.5), the sum in binary32 (microxcaling's "nearest") */
+    QS_ROUND_TIES_LOWER = 3, /* nearest; a tie goes to the lower value, toward -Inf (BitMoD's thresholds) */
+    QS_ROUNDING_COUNT_ = 4
 } qs_rounding;
 
 /* Format families: how a format maps a group of values onto its grid. */
@@ -79,7 +81,9 @@ typedef enum qs_family {
     QS_FAMILY_FLOAT = 4,    /* element-wise floating point cast (fp16, bf16, fp8_e4m3, fp8_e5m2, fp{w}_e{E}m{M}) */
     QS_FAMILY_SCALED = 5,   /* a float element grid with a per-group scale (qs_scale_mode): OCP MX, NVFP4, and the
                                minifloat rows with a group scale */
-    QS_FAMILY_COUNT_ = 6
+    QS_FAMILY_LUT = 6,      /* a lookup grid of values in units of a per-group scale, or several grids of which each
+                               group takes the best (ANT, BitMoD: flint4, fp4_er_pos, mixed_bitmod4, mx_fp4, ...) */
+    QS_FAMILY_COUNT_ = 7
 } qs_family;
 /* Kernel-internal family (never in qs_format_info): QS_FAMILY_SCALED with a power-of-two scale, which divides by
    multiplying with the exact reciprocal. */
@@ -142,8 +146,9 @@ typedef struct qs_format_info {
     double max_normal;     /* FLOAT, SCALED: largest finite element magnitude; INT/BFP: qmax (units of the scale) */
     double min_normal;     /* FLOAT, SCALED: smallest normal element magnitude; INT/BFP: 1 */
     double min_subnormal;  /* FLOAT, SCALED: smallest subnormal magnitude (min_normal when none); INT/BFP: 1 */
-    int32_t default_scale_mode; /* qs_scale_mode that QS_SCALE_MODE_DEFAULT stands for */
-    int32_t reserved0;
+    int32_t default_scale_mode; /* qs_scale_mode that QS_SCALE_MODE_DEFAULT stands for; QS_FAMILY_LUT: AMAX
+                                   (s = amax / max|grid|) or FLOOR (BitMoD's MX: s = 2^floor(log2 amax) * 2 / max) */
+    int32_t candidates;    /* QS_FAMILY_LUT: grids a group chooses from (qs_format_grid), else 0 */
 } qs_format_info;
 
 /* Parameters of one fake-quantization. All reserved fields must be zero (room to grow without an ABI break). */
@@ -161,8 +166,22 @@ typedef struct qs_quant_params {
     int32_t mse_grid;    /* QS_OBSERVER_MSE: candidates p = 1 - i / grid; 0 means 100 (else 1 .. 100000) */
     float mse_maxshrink; /* QS_OBSERVER_MSE: i < (int)(maxshrink * grid); 0 means 0.8 (else in (0, 1]) */
     float mse_norm;      /* QS_OBSERVER_MSE: error = sum |q(x) - x|^norm; 0 means 2.4 (else in (0, 16]) */
-    int64_t reserved[2];
+    int32_t compat;      /* qs_compat: reproduce another system's arithmetic where it differs from qsparse's */
+    int32_t reserved32;
+    int64_t reserved[1];
 } qs_quant_params;
+
+/* Compatibility profiles (FORMATS.md, Profiles): the arithmetic of one source system, bit for bit. */
+typedef enum qs_compat {
+    QS_COMPAT_NONE = 0,         /* qsparse's definitions */
+    QS_COMPAT_BITMOD = 1,       /* BitMoD (quant_weight.py): binary16 arithmetic, scales clamped to [1e-5, 1e4];
+                                   int{b} (RNE), int{b}_asym (min/max not clipped at 0), minifloats of <= 6 bits with a
+                                   group scale (ties to the lower value), and the QS_FAMILY_LUT formats; rounding RNE
+                                   (the format's own) */
+    QS_COMPAT_MICROXCALING = 2, /* microxcaling (mx_ops.py): E8M0 floor scales from the binary32 log2 of the block max
+                                   (a max just below 2^k, k >= 2, takes exponent k); scaled formats with FLOOR only */
+    QS_COMPAT_COUNT_ = 3
+} qs_compat;
 
 /* How a group's range is chosen (FORMATS.md section 1). The mse fields of qs_quant_params must be 0 with
    QS_OBSERVER_MINMAX. */
@@ -228,6 +247,21 @@ QS_API int32_t qs_magnitude_mask_cpu(int32_t dtype, int64_t rows, int64_t cols, 
                                      uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,
                                      int32_t num_threads);
 
+/* Grid `candidate` (0 <= candidate < qs_format_info.candidates) of a QS_FAMILY_LUT format: its name (static
+   storage) and its values in units of the scale, ascending; *count receives the number of values (at most 64), of
+   which min(count, capacity) are written. */
+QS_API int32_t qs_format_grid(int32_t format, int32_t candidate, const char **name, float *values, int32_t capacity,
+                              int32_t *count);
+
+/* The grid each group of a QS_FAMILY_LUT fake-quantization takes (the same call as qs_fake_quant_cpu, with the
+   same groups, masks and choices): choice[row * choice_stride + k] for group k of a row, k < ceil(cols / G)
+   (one group per row for QS_GROUP_ROW). QS_LUT_NO_CHOICE marks a group that takes none (bitmod profile: every
+   error >= 1e3, outputs zero); a group of zeros or with NaN takes 0. */
+#define QS_LUT_NO_CHOICE 255
+QS_API int32_t qs_group_choice_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                   const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+                                   int32_t mask_mode, uint8_t *choice, int64_t choice_stride, int32_t num_threads);
+
 /* Element codes of a QS_FMT_HAS_CODES format: codes[i] = the code of x[i] rounded to nearest-even (saturate as
    in qs_quant_params), and the inverse. A NaN encodes to the format's NaN code with x's sign. */
 QS_API int32_t qs_encode_cpu(int32_t format, int32_t saturate, int64_t n, const float *x, uint8_t *codes);
@@ -250,6 +284,10 @@ QS_API int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, 
                                   const void *x, int64_t x_stride, void *y, int64_t y_stride,
                                   const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
                                   int32_t device, void *stream);
+QS_API int32_t qs_group_choice_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                    const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+                                    int32_t mask_mode, uint8_t *choice, int64_t choice_stride, int32_t device,
+                                    void *stream);
 QS_API int32_t qs_nm_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *scores, int64_t s_stride,
                                uint8_t *mask, int64_t m_stride, int32_t keep, int32_t group,
                                int32_t device, void *stream);

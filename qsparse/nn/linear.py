@@ -153,17 +153,18 @@ class BFPLinear(nn.Linear):
     # ---- forward ---------------------------------------------------------------------------------------------------
 
     def _quant(self, x: torch.Tensor, args, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        name, group, rounding, saturate, scale_mode, observer = args
+        name, group, rounding, saturate, scale_mode, observer, compat = args
         if x.dtype not in _functional.SUPPORTED_DTYPES:
             raise TypeError(f"BFPLinear with format {name!r} got a {x.dtype} tensor; fake quantization takes "
                             "float32, float16 or bfloat16 (convert the layer with .float() or .to(torch.bfloat16))")
         seed = 0
-        if rounding:
+        if rounding == 1:  # stochastic
             seed = self._compile_seed if torch.compiler.is_compiling() else _functional.draw_seed()
         mask_mode = _ops.MASK_NONE
         if mask is not None:
             mask_mode = _ops.MASK_BEFORE if self.config.sparsify_first else _ops.MASK_AFTER
-        return _ops.fake_quant(x, name, group, rounding, seed, saturate, scale_mode, observer, mask, mask_mode)
+        return _ops.fake_quant(x, name, group, rounding, seed, saturate, scale_mode, observer, compat, mask,
+                               mask_mode)
 
     _compile_seed = 0x5EED  # stochastic rounding under torch.compile uses a fixed key (a traced graph has no RNG draw)
 
@@ -171,7 +172,7 @@ class BFPLinear(nn.Linear):
         """The weight the layer multiplies by: masked and fake-quantized."""
         mask = self._current_mask()
         cacheable = (not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                     and not (self._w_args is not None and self._w_args[2]))
+                     and not (self._w_args is not None and self._w_args[2] == 1))
         if cacheable:
             key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype,
                    None if mask is None else (mask._version, mask.data_ptr()))

@@ -225,7 +225,8 @@ static void fz_decode(const uint8_t *data, size_t size, fz_case *k) {
     }
     {
         uint8_t r = take8(c);
-        if (r >= 0xfdu && r < 0xffu) k->p.reserved[r - 0xfdu] = (int64_t)(take64(c) | 1u);
+        if (r == 0xfdu) k->p.reserved[0] = (int64_t)(take64(c) | 1u);
+        if (r == 0xfeu) k->p.reserved32 = (int32_t)(take64(c) | 1u);
     }
     {
         /* scale mode: mostly the default (valid for every format), else any mode, sometimes out of range */
@@ -344,7 +345,8 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     int32_t mode;
     int i;
     if (k->null_params) return QS_ERR_NULL_POINTER;
-    for (i = 0; i < 2; i++)
+    if (k->p.reserved32 != 0) return QS_ERR_INVALID_ARGUMENT;
+    for (i = 0; i < 1; i++)
         if (k->p.reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     EXPECT(fz_expect_sizes(k->rows, k->cols));
     EXPECT(fz_expect_stride(k->rows, k->cols, k->xs));
@@ -365,6 +367,13 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
         if (k->p.saturate == 0 &&
             (mode != QS_SCALE_MODE_NONE || !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))))
             return QS_ERR_INVALID_ARGUMENT;
+    } else if (info.family == QS_FAMILY_LUT) {
+        /* lookup grids: their own scale and tie rule, no saturation choice, groups or rows */
+        if (k->p.scale_mode != QS_SCALE_MODE_DEFAULT && k->p.scale_mode != info.default_scale_mode)
+            return QS_ERR_INVALID_ARGUMENT;
+        if (k->p.rounding != QS_ROUND_RNE && k->p.rounding != QS_ROUND_TIES_LOWER) return QS_ERR_INVALID_ROUNDING;
+        if (k->p.saturate == 0) return QS_ERR_INVALID_ARGUMENT;
+        if (k->p.group_size == QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     } else if (k->p.scale_mode != QS_SCALE_MODE_DEFAULT) {
         return QS_ERR_INVALID_ARGUMENT;
     }
@@ -505,11 +514,11 @@ static void fz_fake_quant(const fz_case *k) {
     want = fz_expect_fake_quant(k, k->null_x, k->in_place ? k->null_x : k->null_y, !mask_buffer);
     snprintf(g_args, sizeof g_args,
              "qs_fake_quant_cpu(params%s{format %d, rounding %d, group_size %lld, seed %llu, saturate %d, "
-             "scale_mode %d, reserved {%lld %lld}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
+             "scale_mode %d, reserved {%lld %d}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
              "y%s, y_stride %lld, mask%s, mask_stride %lld, mask_mode %d, num_threads %d)",
              k->null_params ? "=NULL " : " ", k->p.format, k->p.rounding, (long long)k->p.group_size,
              (unsigned long long)k->p.seed, k->p.saturate, k->p.scale_mode, (long long)k->p.reserved[0],
-             (long long)k->p.reserved[1], k->dtype,
+             k->p.reserved32, k->dtype,
              (long long)k->rows, (long long)k->cols, k->null_x ? "=NULL" : "", (long long)k->xs,
              k->in_place ? "=x" : k->null_y ? "=NULL" : "", (long long)ys, mask_buffer ? "" : "=NULL",
              (long long)ms, k->mask_mode, k->nt);

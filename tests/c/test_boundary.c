@@ -296,13 +296,56 @@ static void test_fake_quant_args(void) {
     FQ("element-wise e4m3 group 32", (a_.p.format = id_e4m3, a_.p.scale_mode = QS_SCALE_MODE_NONE,
        a_.p.group_size = 32), QS_ERR_INVALID_GROUP);
     FQ("mxfp4 per tensor", (a_.p.format = id_mxfp4, a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
-    for (i = 0; i < 2; i++) {
+    for (i = 0; i < 1; i++) {
         snprintf(what, sizeof what, "reserved[%d] = 1", i);
         FQ(what, a_.p.reserved[i] = 1, QS_ERR_INVALID_ARGUMENT);
         snprintf(what, sizeof what, "reserved[%d] = INT64_MIN", i);
         FQ(what, a_.p.reserved[i] = INT64_MIN, QS_ERR_INVALID_ARGUMENT);
     }
-    FQ("reserved != 0 before sizes", (a_.p.reserved[1] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
+    FQ("reserved32 = 1", a_.p.reserved32 = 1, QS_ERR_INVALID_ARGUMENT);
+    FQ("reserved != 0 before sizes", (a_.p.reserved[0] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
+    /* rounding modes, compat profiles and the lookup-grid rows */
+    FQ("rounding half away", a_.p.rounding = QS_ROUND_HALF_AWAY, QS_OK);
+    FQ("rounding ties lower", a_.p.rounding = QS_ROUND_TIES_LOWER, QS_OK);
+    FQ("rounding COUNT", a_.p.rounding = QS_ROUNDING_COUNT_, QS_ERR_INVALID_ROUNDING);
+    FQ("compat -1", a_.p.compat = -1, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat COUNT", a_.p.compat = QS_COMPAT_COUNT_, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat bitmod on int", a_.p.compat = QS_COMPAT_BITMOD, QS_OK);
+    FQ("compat bitmod stochastic", (a_.p.compat = QS_COMPAT_BITMOD, a_.p.rounding = QS_ROUND_STOCHASTIC),
+       QS_ERR_INVALID_ARGUMENT);
+    FQ("compat bitmod per tensor", (a_.p.compat = QS_COMPAT_BITMOD, a_.p.group_size = QS_GROUP_TENSOR),
+       QS_ERR_INVALID_GROUP);
+    FQ("compat bitmod on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat microxcaling on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_MICROXCALING), QS_OK);
+    FQ("compat microxcaling on int", a_.p.compat = QS_COMPAT_MICROXCALING, QS_ERR_INVALID_ARGUMENT);
+    {
+        int32_t lut = -1, f;
+        qs_format_info fi;
+        for (f = 0; f < qs_format_count(); f++)
+            if (lut < 0 && qs_format_get(f, &fi) == QS_OK && fi.family == QS_FAMILY_LUT && fi.candidates == 4) lut = f;
+        CHECK(lut >= 0, "a lookup-grid row with four grids");
+        FQ("lut", a_.p.format = lut, QS_OK);
+        FQ("lut stochastic", (a_.p.format = lut, a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ROUNDING);
+        FQ("lut ties lower", (a_.p.format = lut, a_.p.rounding = QS_ROUND_TIES_LOWER), QS_OK);
+        FQ("lut per tensor", (a_.p.format = lut, a_.p.group_size = QS_GROUP_TENSOR), QS_ERR_INVALID_GROUP);
+        FQ("lut scale floor", (a_.p.format = lut, a_.p.scale_mode = QS_SCALE_MODE_FLOOR), QS_ERR_INVALID_ARGUMENT);
+        FQ("lut mse", (a_.p.format = lut, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
+        FQ("lut saturate 0", (a_.p.format = lut, a_.p.saturate = 0), QS_ERR_INVALID_ARGUMENT);
+        {
+            const char *gname = NULL;
+            float vals[64];
+            int32_t cnt = -1;
+            CHECK(qs_format_grid(lut, 0, &gname, vals, 64, &cnt) == QS_OK && cnt == 16 && gname != NULL,
+                  "qs_format_grid");
+            CHECK(qs_format_grid(lut, 4, &gname, vals, 64, &cnt) == QS_ERR_INVALID_ARGUMENT, "grid index 4");
+            CHECK(qs_format_grid(lut, -1, &gname, vals, 64, &cnt) == QS_ERR_INVALID_ARGUMENT, "grid index -1");
+            CHECK(qs_format_grid(0, 0, &gname, vals, 64, &cnt) == QS_ERR_INVALID_ARGUMENT, "grid of int2");
+            CHECK(qs_format_grid(999, 0, &gname, vals, 64, &cnt) == QS_ERR_INVALID_FORMAT, "grid of 999");
+            CHECK(qs_format_grid(lut, 0, &gname, NULL, 64, &cnt) == QS_ERR_NULL_POINTER, "grid values NULL");
+            CHECK(qs_format_grid(lut, 0, &gname, vals, 64, NULL) == QS_ERR_NULL_POINTER, "grid count NULL");
+            CHECK(qs_format_grid(lut, 0, NULL, NULL, 0, &cnt) == QS_OK && cnt == 16, "grid count only");
+        }
+    }
     FQ("observer 2", a_.p.observer = 2, QS_ERR_INVALID_ARGUMENT);
     FQ("observer -1", a_.p.observer = -1, QS_ERR_INVALID_ARGUMENT);
     FQ("mse_grid with minmax", a_.p.mse_grid = 10, QS_ERR_INVALID_ARGUMENT);
@@ -388,8 +431,8 @@ static void test_fake_quant_args(void) {
     FQ("rounding QS_ROUNDING_COUNT_", a_.p.rounding = QS_ROUNDING_COUNT_, QS_ERR_INVALID_ROUNDING);
     FQ("rounding INT32_MAX", a_.p.rounding = INT32_MAX, QS_ERR_INVALID_ROUNDING);
     FQ("rounding INT32_MIN", a_.p.rounding = INT32_MIN, QS_ERR_INVALID_ROUNDING);
-    FQ("rounding before saturate", (a_.p.rounding = 2, a_.p.saturate = 2), QS_ERR_INVALID_ROUNDING);
-    FQ("rounding before group", (a_.p.rounding = 2, a_.p.group_size = -2), QS_ERR_INVALID_ROUNDING);
+    FQ("rounding before saturate", (a_.p.rounding = 4, a_.p.saturate = 2), QS_ERR_INVALID_ROUNDING);
+    FQ("rounding before group", (a_.p.rounding = 4, a_.p.group_size = -2), QS_ERR_INVALID_ROUNDING);
     for (f = 0; f < g_count; f++) {
         /* saturate is checked for every family (it only matters to element formats) */
         const int32_t sat[] = {-2, 2, INT32_MIN, INT32_MAX};
@@ -404,7 +447,8 @@ static void test_fake_quant_args(void) {
             CHECK(qs_format_get(f, &fi) == QS_OK, "qs_format_get(%d)", f);
             /* saturate = 0 is refused where an element grid has no Inf or NaN to overflow to */
             finite_grid = (fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) ||
-                          fi.family == QS_FAMILY_SCALED; /* scaled grids always saturate */
+                          fi.family == QS_FAMILY_SCALED || /* scaled grids always saturate */
+                          fi.family == QS_FAMILY_LUT;      /* nor do lookup grids overflow */
             snprintf(what, sizeof what, "format %d saturate %d", f, i);
             FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i),
                finite_grid && i == 0 ? QS_ERR_INVALID_ARGUMENT : QS_OK);
@@ -423,8 +467,11 @@ static void test_fake_quant_args(void) {
         snprintf(what, sizeof what, "%s QS_GROUP_ROW", info.name);
         FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW), QS_OK);
         for (i = 0; i < 8; i++) {
-            /* element formats have no groups: only the neutral QS_GROUP_ROW */
-            int32_t want = info.family == QS_FAMILY_FLOAT ? QS_ERR_INVALID_GROUP : QS_OK;
+            /* element formats have no groups: only the neutral QS_GROUP_ROW; lookup grids no per-tensor group */
+            int32_t want = info.family == QS_FAMILY_FLOAT ||
+                                   (info.family == QS_FAMILY_LUT && grouped[i] == QS_GROUP_TENSOR)
+                               ? QS_ERR_INVALID_GROUP
+                               : QS_OK;
             snprintf(what, sizeof what, "%s group_size %lld", info.name, (long long)grouped[i]);
             FQ(what, (a_.p.format = f, a_.p.group_size = grouped[i]), want);
         }
@@ -913,7 +960,12 @@ static void guard_fake_quant(void) {
                                 /* large shape: every format, group and dtype, but only the (mask mode, rounding)
                                    pairs (none, rne), (before, stochastic), (after, rne), default saturation */
                                 const int big = si == BIG_SHAPE;
-                                if (big && (((mm + rnd) & 1) != 0 || sat != -1)) continue;
+                                if (big && (((mm + rnd) & 1) != 0 || sat != -1 || rnd >= 2)) continue;
+                                /* lookup grids round by their own rule (RNE or ties lower), per group or row */
+                                if (info.family == QS_FAMILY_LUT &&
+                                    (rnd == QS_ROUND_STOCHASTIC || rnd == QS_ROUND_HALF_AWAY ||
+                                     groups[gi] == QS_GROUP_TENSOR))
+                                    continue;
                                 /* saturate = 0 is refused on element grids without Inf and NaN (checked above) */
                                 if (sat == 0 && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) continue;
                                 const uint8_t *mp = mm == QS_MASK_NONE ? NULL : m.data;
