@@ -4,7 +4,8 @@ reference bit for bit.
 
     python benchmarks/bench_kernels.py [--device cpu|cuda] [--dtypes float32,bfloat16] [--quick] [--json PATH]
 
-Targets (issue 2, CPU with its default threads): every fake-quant within 1.25x of the clone time, masks within 2x,
+Targets (CPU with its default threads): element-wise and INT/BFP fake-quant within 1.25x of the clone time, MX,
+NVFP4 and BitMoD's single grids within 1.5x, the mixed grids (2-4 quantizations per group) within 3x, masks within 2x,
 and at least 10x faster than the reference. Times are medians of --repeat runs, each op
 timed alternately with its clone; each op allocates its output, as clone does, so both include the same
 allocation cost.
@@ -53,6 +54,14 @@ FQ_CASES = [  # (label, format, group_size, rounding[, scale_mode])
     ("int4_asym g32 stochastic", "int4_asym", 32, "stochastic"),
     ("bfp8 b32 stochastic", "bfp8", None, "stochastic"),
     ("fp8_e4m3 stochastic", "fp8_e4m3", None, "stochastic"),
+    # lookup grids (ANT, BitMoD): one grid, and the mixed formats that try several per group
+    ("flint4 g128", "flint4", 128, "rne"),
+    ("fp4_er_pos g128", "fp4_er_pos", 128, "rne"),
+    ("mx_fp4 b32 (BitMoD)", "mx_fp4", None, "rne"),
+    ("mixed_ant4 g128", "mixed_ant4", 128, "rne"),
+    ("mixed_bitmod4 g128", "mixed_bitmod4", 128, "rne"),
+    ("mixed_bitmod3 g128", "mixed_bitmod3", 128, "rne"),
+    ("fp4_e2m1 g128 compat=bitmod", "fp4_e2m1", 128, "rne", None, "bitmod"),
 ]
 MASK_CASES = [  # (label, kind, args)
     ("nm 2:4", "nm", (2, 4)),
@@ -115,18 +124,21 @@ def run(device: str, dtypes, repeat: int, quick: bool, only: str = ""):
         for label, fmt, group, rounding, *mode in fq_cases:
             if only and not re.search(only, label):
                 continue
+            compat = mode[1] if len(mode) > 1 else None
             mode = mode[0] if mode else None
             t0 = time.perf_counter()
-            ref = reference.fake_quant(x, fmt, group, rounding, seed=7, scale_mode=mode)
+            ref = reference.fake_quant(x, fmt, group, rounding, seed=7, scale_mode=mode, compat=compat)
             ref_t = time.perf_counter() - t0
             run_op = lambda: qsparse.fake_quant(xd, fmt, group_size=group, rounding=rounding, seed=7,  # noqa: E731
-                                                scale_mode=mode)
+                                                scale_mode=mode, compat=compat)
             if not same_bits(run_op().cpu(), ref):
                 raise SystemExit(f"{label} {dtype}: output differs from the reference; not timing it")
             t, clone_t = time_pair(run_op, clone, device, repeat)
-            scaled = qsparse.formats.Format(fmt, group_size=group, scale_mode=mode).effective_scale_mode not in (
-                "default", "none")
-            rows.append(dict(op=label, kind="fake_quant_scaled" if scaled else "fake_quant",
+            f = qsparse.formats.Format(fmt, group_size=group, scale_mode=mode, compat=compat)
+            scaled = f.effective_scale_mode not in ("default", "none")
+            kind = ("fake_quant_mixed" if f.info.candidates > 1 else "fake_quant_lut") if (
+                f.info.family == "lut" or compat == "bitmod") else "fake_quant_scaled" if scaled else "fake_quant"
+            rows.append(dict(op=label, kind=kind,
                              dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
                              clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))
             log.info("%-28s %-9s %8.2f ms  %.2fx clone  %.0fx faster than reference", label, dtype, t * 1e3,
@@ -158,8 +170,10 @@ def table(rows, device) -> str:
     lines = ["| op | dtype | qsparse ms | clone ms | vs clone | target | reference ms | speed-up | ok |",
              "|---|---|---:|---:|---:|---:|---:|---:|:---:|"]
     for r in rows:
-        # element-wise and INT/BFP fake quant 1.25x the clone; block-scaled formats (MX, NVFP4) 1.5x; masks 2x
-        target = {"fake_quant": 1.25, "fake_quant_scaled": 1.5}.get(r["kind"], 2.0)
+        # element-wise and INT/BFP fake quant 1.25x the clone; block-scaled formats (MX, NVFP4) and BitMoD's grids
+        # 1.5x; mixed grids (several quantizations per group) 3x; masks 2x
+        target = {"fake_quant": 1.25, "fake_quant_scaled": 1.5, "fake_quant_lut": 1.5,
+                  "fake_quant_mixed": 3.0}.get(r["kind"], 2.0)
         ratio = r["ms"] / r["clone_ms"]
         speedup = r["ref_ms"] / r["ms"]
         ok = ratio <= target and speedup >= 10 if device == "cpu" else True

@@ -488,6 +488,16 @@ def _bitmod_int_block(xb: torch.Tensor, bits: int, asym: bool, ymax: float) -> t
     return torch.where(bad, torch.full_like(out, math.nan), out)
 
 
+def _as_rows(x: torch.Tensor, mask: Optional[torch.Tensor], sparsify_first: bool) -> tuple:
+    """(shape, dtype, cols, x as float32 rows with masked-before positions zeroed, the mask as rows or None)."""
+    cols = x.shape[-1] if x.dim() > 0 else 1
+    x2 = x.reshape(-1, cols).to(_F32)
+    m2 = mask.reshape(-1, cols) if mask is not None else None
+    if m2 is not None and sparsify_first:
+        x2 = torch.where(m2, x2, torch.zeros((), dtype=_F32))
+    return x.shape, x.dtype, cols, x2, m2
+
+
 def lut_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
                    compat: Optional[str] = None, mask: Optional[torch.Tensor] = None, sparsify_first: bool = True,
                    return_choice: bool = False):
@@ -504,12 +514,7 @@ def lut_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None]
         kind = family if family in ("int_sym", "int_asym") else "lut"
         grids = [minifloat_units(name)] if kind == "lut" else None
     group = default_group if group_size is None else group_size
-    shape, dtype = x.shape, x.dtype
-    cols = shape[-1] if x.dim() > 0 else 1
-    x2 = x.reshape(-1, cols).to(_F32)
-    m2 = mask.reshape(-1, cols) if mask is not None else None
-    if m2 is not None and sparsify_first:
-        x2 = torch.where(m2, x2, torch.zeros((), dtype=_F32))
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
     g = cols if group == "row" or group >= cols else group
     ys, choices = [], []
     for c0 in range(0, cols, g):
@@ -551,12 +556,7 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
         group_size = "row" if group_size is None else group_size
     if elem is not None:
         family = "scaled"
-    shape, dtype = x.shape, x.dtype
-    cols = shape[-1] if x.dim() > 0 else 1
-    x2 = x.reshape(-1, cols).to(_F32)
-    m2 = mask.reshape(-1, cols) if mask is not None else None
-    if m2 is not None and sparsify_first:
-        x2 = torch.where(m2, x2, torch.zeros((), dtype=_F32))
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
     rows = x2.shape[0]
     index = torch.arange(rows * cols, dtype=torch.int64).reshape(rows, cols)
     u = _unit(rand24(seed, index)) if rounding == "stochastic" else None

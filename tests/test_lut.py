@@ -36,6 +36,19 @@ def outliers(shape, seed, dtype=F32):
 
 # ---- BitMoD's functions, transcribed (the profile's oracle) ----------------------------------------------------------
 
+def bitmod_thresholds(x, values, mid):
+    """The threshold loop both of BitMoD's quantizers use: value i where mid[i-1] < x <= mid[i]."""
+    q = torch.zeros_like(x)
+    for i, data in enumerate(values):
+        if i == 0:
+            q += torch.where(x <= mid[i], data, 0)
+        elif i == len(values) - 1:
+            q += torch.where(x > mid[i - 1], data, 0)
+        else:
+            q += torch.where((mid[i - 1] < x) & (x <= mid[i]), data, 0)
+    return q
+
+
 def bitmod_quant_datatype(w, values, group_size):
     """quant_datatype(w_fp16, datatype, group_size): binary16 throughout, thresholds at the midpoints."""
     mid = [(values[i] + values[i + 1]) / 2 for i in range(len(values) - 1)]
@@ -45,14 +58,7 @@ def bitmod_quant_datatype(w, values, group_size):
     qmax = max(abs(v) for v in values)
     scale = (rmax / qmax).clamp(min=1e-5, max=1e4)
     x = w_new / scale
-    q = torch.zeros_like(x)
-    for i, data in enumerate(values):
-        if i == 0:
-            q += torch.where(x <= mid[i], data, 0)
-        elif i == len(values) - 1:
-            q += torch.where(x > mid[i - 1], data, 0)
-        else:
-            q += torch.where((mid[i - 1] < x) & (x <= mid[i]), data, 0)
+    q = bitmod_thresholds(x, values, mid)
     return (q * scale).reshape(K, C)
 
 
@@ -84,14 +90,7 @@ def bitmod_quant_mx(w, values, group_size=32):
     qmax = max(abs(v) for v in values)
     scale = 1 / (qmax / 2)
     x = w_new / scale
-    q = torch.zeros_like(x)
-    for i, data in enumerate(values):
-        if i == 0:
-            q += torch.where(x <= mid[i], data, 0)
-        elif i == len(values) - 1:
-            q += torch.where(x > mid[i - 1], data, 0)
-        else:
-            q += torch.where((mid[i - 1] < x) & (x <= mid[i]), data, 0)
+    q = bitmod_thresholds(x, values, mid)
     return (q * scale * (2**shared_exp)).reshape(K, C).to(torch.float16)
 
 
