@@ -1,7 +1,7 @@
 /*
  * qs_quant_impl.h -- the CPU fake-quantization kernels, instantiated once per format family by
  * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c, qs_quant_float.c and
- * qs_quant_scaled.c (both scaled families); the entry
+ * qs_quant_scaled.c (both scaled families); the lookup grids have their own kernel (qs_quant_lut.c); the entry
  * point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for the conventions.
  */
 #ifndef QS_QUANT_IMPL_H
