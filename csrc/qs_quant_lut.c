@@ -34,8 +34,8 @@ static lut_stats lut_scan(const qs_job *jb, int64_t row, int64_t c0, int64_t n) 
     lut_stats st;
     int64_t j0, j;
     st.amax = 0.0f;
-    st.vmin = 0.0f;
-    st.vmax = 0.0f;
+    st.vmin = qs_u2f(QS_F32_INF_BITS); /* n >= 1: the group's own min and max replace these */
+    st.vmax = -st.vmin;
     st.bad = 0;
     for (j0 = 0; j0 < n; j0 += QS_LUT_CHUNK) {
         const int64_t m = n - j0 < QS_LUT_CHUNK ? n - j0 : QS_LUT_CHUNK;
@@ -43,10 +43,6 @@ static lut_stats lut_scan(const qs_job *jb, int64_t row, int64_t c0, int64_t n) 
         for (j = 0; j < m; j++) {
             const float v = buf[j], a = qs_abs(v);
             if (!qs_isfinite(v)) st.bad = 1;
-            if (j0 == 0 && j == 0) {
-                st.vmin = v;
-                st.vmax = v;
-            }
             st.amax = a > st.amax ? a : st.amax;
             st.vmin = v < st.vmin ? v : st.vmin;
             st.vmax = v > st.vmax ? v : st.vmax;
@@ -89,11 +85,8 @@ static int32_t lut_choose(const qs_job *jb, int64_t row, int64_t c0, int64_t n, 
     float buf[QS_LUT_CHUNK], out[QS_LUT_CHUNK];
     float best = lt->f16 ? 1e3f : qs_u2f(QS_F32_INF_BITS);
     int32_t c, choice = lt->f16 ? QS_LUT_NO_CHOICE : 0;
-    if (lt->count == 1) {
-        *gp = qs_lut_params(lt, &lt->g[0], st->amax, st->vmin, st->vmax);
-        return 0;
-    }
     *gp = qs_lut_params(lt, &lt->g[0], st->amax, st->vmin, st->vmax);
+    if (lt->count == 1) return 0;
     for (c = 0; c < lt->count; c++) {
         const qs_lut_gp p = qs_lut_params(lt, &lt->g[c], st->amax, st->vmin, st->vmax);
         float lanes[QS_LUT_LANES] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};

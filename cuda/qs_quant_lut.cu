@@ -38,16 +38,12 @@ __global__ void qs_lut_kernel(const qs_lut_job jb) {
          u += (int64_t)gridDim.x * blockDim.x) {
         const int64_t row = u / jb.upr, k = u % jb.upr, c0 = k * jb.group;
         const int64_t n = jb.cols - c0 < jb.group ? jb.cols - c0 : jb.group;
-        float amax = 0.0f, vmin = 0.0f, vmax = 0.0f;
+        float amax = 0.0f, vmin = qs_u2f(QS_F32_INF_BITS), vmax = -qs_u2f(QS_F32_INF_BITS); /* n >= 1 */
         int32_t bad = 0, choice = 0, c;
         qs_lut_gp gp;
         for (int64_t j = 0; j < n; j++) {
             const float v = qs_lut_ld(jb, row, c0 + j), a = qs_abs(v);
             if (!qs_isfinite(v)) bad = 1;
-            if (j == 0) {
-                vmin = v;
-                vmax = v;
-            }
             amax = a > amax ? a : amax;
             vmin = v < vmin ? v : vmin;
             vmax = v > vmax ? v : vmax;

@@ -63,6 +63,19 @@ def op_args(f: Format) -> Tuple[str, int, int, int, int, int, int]:
             _formats.OBSERVERS.index(f.observer), f.compat_code)
 
 
+def _mask_mode(x: torch.Tensor, mask: Optional[torch.Tensor], sparsify_first: bool) -> int:
+    """The op's mask mode for an optional bool mask of x's shape and device (validated here)."""
+    if mask is None:
+        return _ops.MASK_NONE
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a torch.bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
+    if mask.shape != x.shape:
+        raise ValueError(f"mask has shape {tuple(mask.shape)}, x has shape {tuple(x.shape)}: they must match")
+    if mask.device != x.device:
+        raise ValueError(f"mask is on {mask.device}, x is on {x.device}: they must be on the same device")
+    return _ops.MASK_BEFORE if sparsify_first else _ops.MASK_AFTER
+
+
 def draw_seed() -> int:
     """A stochastic-rounding key from torch's default generator (reproducible under torch.manual_seed)."""
     return int(torch.randint(0, 2**62, (1,)).item())
@@ -141,15 +154,7 @@ def fake_quant(
             raise ValueError(f"seed={seed} is out of range; allowed 0 <= seed < 2**64")
     if f.rounding == "stochastic" and seed is None:
         seed = draw_seed()
-    mask_mode = _ops.MASK_NONE
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-            raise TypeError(f"mask must be a torch.bool tensor, got {getattr(mask, 'dtype', type(mask).__name__)}")
-        if mask.shape != x.shape:
-            raise ValueError(f"mask has shape {tuple(mask.shape)}, x has shape {tuple(x.shape)}: they must match")
-        if mask.device != x.device:
-            raise ValueError(f"mask is on {mask.device}, x is on {x.device}: they must be on the same device")
-        mask_mode = _ops.MASK_BEFORE if sparsify_first else _ops.MASK_AFTER
+    mask_mode = _mask_mode(x, mask, sparsify_first)
     seed64 = seed or 0
     if seed64 >= 1 << 63:  # the op's int is int64: pass the same 64 bits
         seed64 -= 1 << 64
@@ -184,11 +189,7 @@ def group_choices(x: torch.Tensor, fmt: Union[str, Format], *, group_size: Union
     if f.info.family != "lut":
         raise ValueError(f"group_choices needs a lookup-grid format (mixed_ant, mixed_bitmod4, fp4_er_pos, ...); "
                          f"{f.name!r} has no per-group choice")
-    mask_mode = _ops.MASK_NONE
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != x.shape:
-            raise ValueError("mask must be a torch.bool tensor of x's shape")
-        mask_mode = _ops.MASK_BEFORE if sparsify_first else _ops.MASK_AFTER
+    mask_mode = _mask_mode(x, mask, sparsify_first)
     name, group, _, _, scale_code, _, compat_code = op_args(f)
     out = _ops.group_choice(x, name, group, scale_code, compat_code, mask, mask_mode)
     return out.reshape(tuple(x.shape[:-1]) + (out.shape[-1],))
