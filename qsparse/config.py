@@ -36,8 +36,9 @@ Seed semantics, as the fork implements them (differences are deliberate and list
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 from .formats import Format
 
@@ -310,5 +311,268 @@ class LayerConfig:
         return ", ".join(parts)
 
 
-__all__ = ["LayerConfig", "SparsityConfig", "SEED_DEFAULTS", "SEED_KEYS", "EXPLICIT_KEYS", "MASK_MODES",
-           "CONFIG_VERSION"]
+# ---- model configs: which layers of a model get which LayerConfig ------------------------------------------------
+#
+# Two forms, told apart by their keys (see ModelConfig.from_dict):
+#
+# 1. Per layer type (the seed's per-layer YAML, FORMATS.md section 10): top-level keys are layer types, each a
+#    list of entries with ``layer_ids`` (decoder layer indices, or ``all``) and a layer config in seed keys or in
+#    explicit keys. The fork's file wraps this in ``hbfp:``; that wrapper is accepted. Layers not listed stay dense.
+# 2. A recipe (the shape llm-compressor writes): ``config_groups`` of named groups, each with ``targets`` (class
+#    names, exact module names, ``re:`` regexes), optional ``ignore`` and explicit layer keys; a top-level
+#    ``ignore`` applies to every group.
+#
+# What a layer type or a target means for a concrete model is resolved by qsparse.integrations.transformers;
+# everything that can be checked without a model is checked here, with the YAML path of the offending value.
+
+MODEL_CONFIG_VERSION = 1
+RECIPE_KEYS = frozenset({"version", "ignore", "config_groups"})
+GROUP_KEYS = frozenset({"targets", "ignore"}) | EXPLICIT_KEYS
+
+
+def _where(source: Optional[str], path: str) -> str:
+    return f"{source}: {path}" if source else path
+
+
+def _layer_config(keys: dict, where: str) -> LayerConfig:
+    try:
+        return LayerConfig.from_kwargs(**keys)
+    except (ValueError, TypeError) as e:
+        raise type(e)(f"{where}: {e}") from None
+
+
+def _str_list(value, where: str) -> Tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{where}={value!r} is not allowed; expected a list of non-empty strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class LayerTypeRule:
+    """``config`` for the module of type ``layer_type`` in decoder layers ``layer_ids`` (None: every one).
+
+    ``keys`` are the entry's keys as written (without ``layer_ids``): seed keys or explicit keys."""
+
+    layer_type: str
+    layer_ids: Optional[Tuple[int, ...]]
+    config: LayerConfig
+    keys: Tuple[Tuple[str, Any], ...]
+    path: str  # e.g. "fc1[0]", for error messages
+
+
+@dataclass(frozen=True)
+class TargetRule:
+    """``config`` for the linear modules matched by ``targets`` and not by ``ignore``."""
+
+    name: str
+    targets: Tuple[str, ...]
+    ignore: Tuple[str, ...]
+    config: LayerConfig
+    path: str  # e.g. "config_groups.attention"
+
+
+Rule = Union[LayerTypeRule, TargetRule]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Per-layer configs of a model: a tuple of LayerTypeRule (per-layer-type form) or of TargetRule (recipe form),
+    and, for recipes, module patterns that no group applies to. ``source`` names the file it came from (error
+    messages only). Build with :func:`load_config` or :meth:`from_dict`; ``to_dict`` gives the same form back."""
+
+    rules: Tuple[Rule, ...]
+    ignore: Tuple[str, ...] = ()
+    source: Optional[str] = None
+    version: int = MODEL_CONFIG_VERSION
+
+    def __post_init__(self):
+        kinds = {type(r) for r in self.rules}
+        if len(kinds) > 1:
+            raise ValueError("a model config holds either layer-type entries or config_groups, not both")
+        if self.version != MODEL_CONFIG_VERSION:
+            _fail("version", self.version, f"this qsparse reads model config version {MODEL_CONFIG_VERSION}")
+
+    @property
+    def form(self) -> str:
+        """``"layer_types"`` (the seed's per-layer YAML) or ``"recipe"``."""
+        return "recipe" if self.rules and isinstance(self.rules[0], TargetRule) else "layer_types"
+
+    @classmethod
+    def from_dict(cls, d: dict, source: Optional[str] = None) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"{_where(source, 'top level')}: expected a mapping, got {type(d).__name__}")
+        if "config_groups" in d:
+            return cls._recipe_from_dict(d, source)
+        if set(d) == {"hbfp"} and isinstance(d["hbfp"], dict):  # the fork's bfp_layer_config.yaml wrapper
+            d = d["hbfp"]
+        rules = []
+        seen: Dict[str, Dict[Optional[int], str]] = {}
+        for layer_type, entries in d.items():
+            if not isinstance(layer_type, str) or not layer_type:
+                raise ValueError(f"{_where(source, repr(layer_type))}: a layer type must be a non-empty string")
+            if isinstance(entries, dict):
+                entries = [entries]
+            if not isinstance(entries, list) or not entries:
+                raise ValueError(f"{_where(source, layer_type)}: expected a list of entries with layer_ids")
+            for i, entry in enumerate(entries):
+                path = f"{layer_type}[{i}]"
+                where = _where(source, path)
+                if not isinstance(entry, dict):
+                    raise ValueError(f"{where}: expected a mapping of layer keys, got {type(entry).__name__}")
+                if "layer_ids" not in entry:
+                    raise ValueError(f"{where}: missing layer_ids (a list of decoder layer indices, or 'all')")
+                ids = _layer_ids(entry["layer_ids"], f"{where}.layer_ids")
+                keys = {k: v for k, v in entry.items() if k != "layer_ids"}
+                cfg = _layer_config(keys, where)
+                listed = seen.setdefault(layer_type, {})  # index (None: all) -> path of the entry listing it
+                clash = [listed[k] for k in listed if ids is None or k is None or k in ids]
+                if clash:
+                    which = "every layer" if ids is None else f"layers {list(ids)}"
+                    raise ValueError(f"{where}: {layer_type} {which} overlap(s) {clash[0]}; list each layer once")
+                listed.update((k, path) for k in (ids if ids is not None else (None,)))
+                rules.append(LayerTypeRule(layer_type, ids, cfg, tuple(keys.items()), path))
+        return cls(tuple(rules), source=source)
+
+    @classmethod
+    def _recipe_from_dict(cls, d: dict, source: Optional[str]) -> "ModelConfig":
+        unknown = set(d) - RECIPE_KEYS
+        if unknown:
+            raise ValueError(f"{_where(source, 'top level')}: unknown recipe key(s) {sorted(unknown)}; allowed: "
+                             f"{sorted(RECIPE_KEYS)}")
+        version = d.get("version", MODEL_CONFIG_VERSION)
+        if version != MODEL_CONFIG_VERSION:
+            _fail(_where(source, "version"), version, f"this qsparse reads version {MODEL_CONFIG_VERSION}")
+        ignore = _str_list(d.get("ignore", []), _where(source, "ignore"))
+        groups = d["config_groups"]
+        if not isinstance(groups, dict) or not groups:
+            raise ValueError(f"{_where(source, 'config_groups')}: expected a non-empty mapping of named groups")
+        rules = []
+        for name, g in groups.items():
+            path = f"config_groups.{name}"
+            where = _where(source, path)
+            if not isinstance(g, dict):
+                raise ValueError(f"{where}: expected a mapping, got {type(g).__name__}")
+            unknown = set(g) - GROUP_KEYS
+            if unknown:
+                raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(GROUP_KEYS)}")
+            if "targets" not in g:
+                raise ValueError(f"{where}: missing targets (class names such as Linear, module names, re: regexes)")
+            targets = _str_list(g["targets"], f"{where}.targets")
+            group_ignore = _str_list(g.get("ignore", []), f"{where}.ignore")
+            for t in targets + group_ignore:
+                _check_pattern(t, where)
+            cfg = _layer_config({k: v for k, v in g.items() if k in EXPLICIT_KEYS}, where)
+            rules.append(TargetRule(str(name), targets, group_ignore, cfg, path))
+        for t in ignore:
+            _check_pattern(t, _where(source, "ignore"))
+        return cls(tuple(rules), ignore=ignore, source=source)
+
+    def to_dict(self) -> dict:
+        if self.form == "recipe":
+            groups = {}
+            for r in self.rules:
+                g = {"targets": list(r.targets)}
+                if r.ignore:
+                    g["ignore"] = list(r.ignore)
+                g.update({k: v for k, v in r.config.to_dict().items() if k != "version"})
+                groups[r.name] = g
+            d = {"version": self.version}
+            if self.ignore:
+                d["ignore"] = list(self.ignore)
+            d["config_groups"] = groups
+            return d
+        d: dict = {}
+        for r in self.rules:
+            d.setdefault(r.layer_type, []).append(
+                {"layer_ids": "all" if r.layer_ids is None else list(r.layer_ids), **dict(r.keys)})
+        return d
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str) -> None:
+        """Write the YAML atomically (a temporary file in the same folder, then a rename)."""
+        atomic_write_text(path, self.to_yaml())
+
+
+def _layer_ids(value, where: str) -> Optional[Tuple[int, ...]]:
+    if value == "all":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value):
+        raise ValueError(f"{where}={value!r} is not allowed; expected a non-empty list of layer indices >= 0, "
+                         "or 'all'")
+    if len(set(value)) != len(value):
+        dup = sorted({v for v in value if list(value).count(v) > 1})
+        raise ValueError(f"{where}: layer(s) {dup} listed twice; list each layer once")
+    return tuple(value)
+
+
+def _check_pattern(pattern: str, where: str) -> None:
+    if pattern.startswith("re:"):
+        import re
+
+        try:
+            re.compile(pattern[3:])
+        except re.error as e:
+            raise ValueError(f"{where}: {pattern!r} is not a valid regular expression ({e})") from None
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename, so that readers see
+    the old file or the new one, never a partial write."""
+    import tempfile
+
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_config(config) -> ModelConfig:
+    """A validated :class:`ModelConfig` from a YAML/JSON file path, a YAML string, a dict, or a ModelConfig.
+
+    Validation that needs no model happens here (unknown keys, value ranges, keep > group, unsupported bits, a layer
+    listed twice, malformed regexes); :func:`qsparse.patch_model` checks the rest against the model before it
+    changes anything. Errors are ValueError naming the file and the YAML path (``cfg.yaml: fc1[1].N: ...``)."""
+    if isinstance(config, ModelConfig):
+        return config
+    if isinstance(config, dict):
+        return ModelConfig.from_dict(config)
+    if isinstance(config, (str, os.PathLike)):
+        import yaml
+
+        text, source = None, None
+        if isinstance(config, os.PathLike) or ("\n" not in str(config) and os.path.exists(str(config))):
+            source = os.fspath(config)
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        elif isinstance(config, str) and ("\n" in config or ":" in config):
+            text = config
+        else:
+            raise FileNotFoundError(f"config file {config!r} does not exist")
+        try:
+            d = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ValueError(f"{source or 'config'}: not valid YAML ({e})") from None
+        return ModelConfig.from_dict(d, source=source)
+    raise TypeError(f"config must be a path, a YAML string, a dict or a qsparse.ModelConfig, got "
+                    f"{type(config).__name__}")
+
+
+__all__ = ["LayerConfig", "SparsityConfig", "ModelConfig", "LayerTypeRule", "TargetRule", "load_config",
+           "atomic_write_text", "SEED_DEFAULTS", "SEED_KEYS", "EXPLICIT_KEYS", "MASK_MODES", "CONFIG_VERSION",
+           "MODEL_CONFIG_VERSION"]

@@ -234,3 +234,22 @@ def num_threads(n: int):
 
 def fq(x, name, **kw):
     return qsparse.fake_quant(x, name, **kw)
+
+
+def reference_effective_weight(cfg, w: torch.Tensor) -> torch.Tensor:
+    """The weight a BFPLinear with LayerConfig ``cfg`` multiplies by, computed from its dense weight ``w`` with
+    reference.py only: mask from |w| (N:M or magnitude), then the weight format (mask before or after)."""
+    from qsparse import reference
+
+    mask = None
+    if cfg.sparsity is not None:
+        if cfg.sparsity.structured:
+            mask = reference.nm_mask(w.abs(), cfg.sparsity.keep, cfg.sparsity.group)
+        else:
+            mask = reference.magnitude_mask(w, cfg.sparsity.fraction, cfg.sparsity.per_row)
+    if cfg.weight is not None:
+        return reference.fake_quant(w, cfg.weight.name, cfg.weight.group_size, cfg.weight.rounding, mask=mask,
+                                    sparsify_first=cfg.sparsify_first)
+    if mask is not None:
+        return torch.where(mask, w, torch.zeros((), dtype=w.dtype))
+    return w

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import qsparse
 from qsparse import BFPLinear, Format, LayerConfig, reference
+from helpers import reference_effective_weight
 
 SEED_FC = dict(sparsity_num_format="bfp", a_num_format="fp", a_mant_bits=16, w_num_format="int", w_mant_bits=4,
                block_size=32, w_sparsity=True, N=2, M=4, first="s", sparsity_frac=0.5,
@@ -17,18 +17,7 @@ SEED_FC = dict(sparsity_num_format="bfp", a_num_format="fp", a_mant_bits=16, w_n
 def _reference_forward(layer: BFPLinear, x: torch.Tensor) -> torch.Tensor:
     """The layer's forward written with reference.py only (independent of the native kernels)."""
     cfg = layer.config
-    w = layer.weight.detach()
-    mask = None
-    if cfg.sparsity is not None:
-        if cfg.sparsity.structured:
-            mask = reference.nm_mask(w.abs(), cfg.sparsity.keep, cfg.sparsity.group)
-        else:
-            mask = reference.magnitude_mask(w, cfg.sparsity.fraction, cfg.sparsity.per_row)
-    if cfg.weight is not None:
-        w = reference.fake_quant(w, cfg.weight.name, cfg.weight.group_size, cfg.weight.rounding, mask=mask,
-                                 sparsify_first=cfg.sparsify_first)
-    elif mask is not None:
-        w = torch.where(mask, w, torch.zeros((), dtype=w.dtype))
+    w = reference_effective_weight(cfg, layer.weight.detach())
     if cfg.activation is not None:
         x = reference.fake_quant(x, cfg.activation.name, cfg.activation.group_size, saturate=cfg.activation.saturate)
     return F.linear(x, w, layer.bias)

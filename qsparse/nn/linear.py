@@ -31,6 +31,12 @@ from .. import ops as _ops
 from ..config import SEED_KEYS, LayerConfig
 
 
+def is_conv1d(module: nn.Module) -> bool:
+    """Whether ``module`` is transformers' Conv1D (GPT-2 style: y = x @ weight + bias, weight [in, out])."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and getattr(module, "weight", None) is not None \
+        and module.weight.dim() == 2
+
+
 class BFPLinear(nn.Linear):
     """``nn.Linear`` with weight sparsity and weight/activation fake quantization.
 
@@ -61,6 +67,7 @@ class BFPLinear(nn.Linear):
             if cfg.sparsity is not None else None
         self.register_buffer("mask", mask, persistent=True)
         self._mask_ready = False  # the mask buffer holds the mask of the current weights
+        self.from_conv1d = False  # built from a transformers Conv1D (its weight transposed to [out, in])
         self._cache_key = None
         self._cache = None
 
@@ -72,21 +79,38 @@ class BFPLinear(nn.Linear):
         self._a_args = _functional.op_args(cfg.activation) if cfg.activation is not None else None
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, *, config: Optional[LayerConfig] = None, **layer_config) -> "BFPLinear":
+    def from_linear(cls, linear: nn.Module, *, config: Optional[LayerConfig] = None, **layer_config) -> "BFPLinear":
         """A BFPLinear computing with ``linear``'s parameters (the same Parameter objects, so nothing is copied and
         tied weights stay tied). With sparsity, the mask is computed from the weight now and masked weights are set
-        to zero (``mask_mode="fixed"``)."""
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"linear must be an nn.Linear, got {type(linear).__name__}")
-        cfg = config if config is not None else LayerConfig.from_kwargs(**layer_config)
+        to zero (``mask_mode="fixed"``). ``linear`` may also be a Hugging Face ``Conv1D`` (GPT-2's linear, weight
+        [in, out]): its weight is then copied once, transposed to nn.Linear's [out, in]."""
+        new = cls.wrap(linear, config if config is not None else LayerConfig.from_kwargs(**layer_config))
+        if new.mask is not None and new.weight.device.type != "meta":
+            new.reset_mask()
+        return new
+
+    @classmethod
+    def wrap(cls, linear: nn.Module, config: LayerConfig) -> "BFPLinear":
+        """Like :meth:`from_linear`, but the mask is left all True and not applied: nothing of ``linear`` is
+        modified. Callers that must validate several layers before changing any (``qsparse.patch_model``) compute
+        the masks with :meth:`compute_mask` and install them with :meth:`set_mask`."""
+        if not isinstance(config, LayerConfig):
+            raise TypeError(f"config must be a qsparse.config.LayerConfig, got {type(config).__name__}")
+        if isinstance(linear, nn.Linear):
+            weight, in_f, out_f = linear.weight, linear.in_features, linear.out_features
+        elif is_conv1d(linear):
+            in_f, out_f = linear.weight.shape
+            weight = nn.Parameter(linear.weight.detach().t().contiguous(), requires_grad=linear.weight.requires_grad)
+        else:
+            raise TypeError(f"linear must be an nn.Linear or a transformers Conv1D, got {type(linear).__name__}")
         with torch.device("meta"):
-            new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, config=cfg)
-        new.weight = linear.weight
+            new = cls(in_f, out_f, bias=linear.bias is not None, config=config)
+        new.weight = weight
         new.bias = linear.bias
+        new.from_conv1d = is_conv1d(linear) or getattr(linear, "from_conv1d", False)
         if new.mask is not None:
-            new.mask = torch.ones_like(linear.weight, dtype=torch.bool)
-            if linear.weight.device.type != "meta":
-                new.reset_mask()
+            new.mask = torch.ones_like(weight, dtype=torch.bool)
+        new.train(linear.training)
         return new
 
     def to_linear(self, materialize: bool = True) -> nn.Linear:
@@ -115,12 +139,23 @@ class BFPLinear(nn.Linear):
     @torch.no_grad()
     def reset_mask(self) -> None:
         """Recompute the mask from the current weights now; with ``mask_mode="fixed"`` zero the masked weights."""
+        if self.mask is not None:
+            self.set_mask(self.compute_mask())
+
+    @torch.no_grad()
+    def set_mask(self, mask: torch.Tensor) -> None:
+        """Install a bool mask of the weight's shape (True = kept); with ``mask_mode="fixed"`` zero the masked
+        weights. The mask may come from anywhere (SparseGPT, Wanda, a checkpoint)."""
         if self.mask is None:
-            return
-        self.mask.copy_(self.compute_mask())
+            raise ValueError("this BFPLinear has no sparsity configured, so it keeps no mask")
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool or mask.shape != self.weight.shape:
+            raise ValueError(f"mask must be a bool tensor of shape {tuple(self.weight.shape)}, got "
+                             f"{getattr(mask, 'dtype', type(mask).__name__)} {tuple(getattr(mask, 'shape', ()))}")
+        self.mask.copy_(mask)
         if self.config.mask_mode == "fixed":
             self.weight.masked_fill_(~self.mask, 0)
         self._mask_ready = True
+        self._cache_key = None
 
     def _current_mask(self) -> Optional[torch.Tensor]:
         if self.mask is None:
