@@ -173,3 +173,35 @@ def test_untied_classifier_and_bad_files(tmp_path):
     path.write_bytes(b"\x00" * 10)
     with pytest.raises(ValueError, match="truncated"):
         llama2c.read_llama2c_checkpoint(path)
+
+
+@needs_data
+def test_patched_stories_model_and_tokenizer_round_trip(loaded, tmp_path):
+    """stories260K patched the seed's way (INT4/FP16, gate/up 2:4, down 1:4), saved, loaded with the Auto classes:
+    the same masks and logits; the saved tokenizer encodes as the original."""
+    import copy
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import qsparse
+
+    model, tok = loaded
+    model = copy.deepcopy(model)
+    seed = dict(sparsity_num_format="bfp", a_num_format="fp", a_mant_bits=16, w_num_format="int", w_mant_bits=4,
+                block_size=32, w_sparsity=True, first="s", sparsity_mode="structured", sparsify=True)
+    qsparse.patch_model(model, {"gate_proj": [{"layer_ids": [1, 2], **seed, "N": 2, "M": 4}],
+                                "up_proj": [{"layer_ids": [1, 2], **seed, "N": 2, "M": 4}],
+                                "down_proj": [{"layer_ids": [1, 2], **seed, "N": 1, "M": 4}]})
+    ids = tok("Once upon a time, there was a little girl", return_tensors="pt").input_ids
+    with torch.no_grad():
+        expected = model(ids).logits
+    qsparse.save_pretrained(model, tmp_path)
+    tok.save_pretrained(tmp_path)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path)
+    tok2 = AutoTokenizer.from_pretrained(tmp_path)
+    assert tok2("a tiny test, with words").input_ids == tok("a tiny test, with words").input_ids
+    down = again.model.layers[2].mlp.down_proj
+    assert isinstance(down, qsparse.BFPLinear) and torch.equal(down.mask, model.model.layers[2].mlp.down_proj.mask)
+    assert float(down.mask.float().mean()) == 0.25
+    with torch.no_grad():
+        assert torch.equal(again(ids).logits, expected)
