@@ -104,10 +104,13 @@ static qs_range tensor_range(qs_job *jb, int nt) {
 /* ---- entry point ---------------------------------------------------------------------------------------------- */
 
 /* The common body of qs_fake_quant_cpu and qs_group_choice_cpu (y or choice may be NULL; arguments checked). */
+/* qp_out / qp_in: the records of qs_quant_qparams_cpu / qs_fake_quant_qparams_cpu (else NULL); tscale_in: the
+   tensor scale to use instead of the tensor's (else NULL). */
 static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt, int32_t dtype, int64_t rows,
                               int64_t cols, const void *x, int64_t x_stride, void *y, int64_t y_stride,
                               const uint8_t *mask, int64_t mask_stride, int32_t mask_mode, uint8_t *choice,
-                              int64_t c_stride, int32_t num_threads) {
+                              int64_t c_stride, int32_t *qp_out, const int32_t *qp_in, int64_t qp_stride,
+                              const float *tscale_in, int32_t num_threads) {
     qs_job jb;
     qs_lut_traits lut;
     qs_gparams fixed = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
@@ -131,6 +134,9 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     jb.lut = NULL;
     jb.choice = choice;
     jb.c_stride = c_stride;
+    jb.qp_out = qp_out;
+    jb.qp_in = qp_in;
+    jb.qp_stride = qp_stride;
     if (kt.family == QS_FAMILY_LUT) {
         QS_TRY(qs_lut_traits_make(params, &lut));
         jb.lut = &lut;
@@ -141,7 +147,10 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     /* Per-tensor calls and the tensor scale of QS_SCALE_MODE_E4M3 first reduce the whole tensor. */
     per_tensor = params->group_size == QS_GROUP_TENSOR && kt.family != QS_FAMILY_FLOAT;
     spans = per_tensor || kt.family == QS_FAMILY_FLOAT;
-    if (per_tensor || (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3)) {
+    if (qp_in != NULL) {
+        if (per_tensor) fixed = qs_qp_gparams(qp_in); /* records hold the outcome: no statistics needed */
+    } else if (per_tensor ||
+               (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3 && tscale_in == NULL)) {
         const qs_range total = tensor_range(&jb, nt);
         qs_fpenv env = qs_fpenv_enter();
         if (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3) kt.tscale = qs_tensor_scale(&kt, total);
@@ -149,6 +158,15 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
         if (per_tensor && kt.observer && fixed.mode == QS_GP_QUANT) /* one search over the whole tensor */
             fixed = mse_search(&jb, total, fixed, 0, 0, 0, 1, kt.family, dtype);
         qs_fpenv_leave(env);
+    }
+    if (tscale_in != NULL && kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3)
+        kt.tscale = *tscale_in;
+    if (qp_out != NULL && spans) { /* one record (per tensor), or none to fit (element-wise formats) */
+        int64_t r;
+        if (per_tensor) qs_qp_store_g(qp_out, &fixed);
+        else
+            for (r = 0; r < rows; r++) qs_qp_store(qp_out + r * qp_stride, 0, 0, 0.0f, 0.0f, 0.0f);
+        return QS_OK;
     }
     /* Units: groups; or, for per-tensor calls and element-wise formats, row spans of at most QS_SPAN elements. */
     job_units(&jb, spans ? 0 : (params->group_size > 0 ? params->group_size : cols), &units, &per_chunk, &chunks);
@@ -174,7 +192,7 @@ int32_t qs_fake_quant_cpu(const qs_quant_params *params, int32_t dtype, int64_t 
                                &kt));
     QS_TRY(qs_check_threads(num_threads));
     return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, NULL,
-                          0, num_threads);
+                          0, NULL, NULL, 0, NULL, num_threads);
 }
 
 int32_t qs_group_choice_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
@@ -185,5 +203,28 @@ int32_t qs_group_choice_cpu(const qs_quant_params *params, int32_t dtype, int64_
                                  choice_stride, &kt));
     QS_TRY(qs_check_threads(num_threads));
     return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, NULL, 0, mask, mask_stride, mask_mode, choice,
-                          choice_stride, num_threads);
+                          choice_stride, NULL, NULL, 0, NULL, num_threads);
+}
+
+int32_t qs_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols, const void *x,
+                             int64_t x_stride, const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                             const float *tensor_scale, int32_t *qp, int64_t qp_stride, int32_t num_threads) {
+    qs_kernel_traits kt;
+    QS_TRY(qs_check_qparams(params, dtype, rows, cols, x, x_stride, x, x_stride, mask, mask_stride, mask_mode, qp,
+                            qp_stride, &kt));
+    QS_TRY(qs_check_threads(num_threads));
+    return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, NULL, 0, mask, mask_stride, mask_mode, NULL, 0,
+                          qp, NULL, qp_stride, tensor_scale, num_threads);
+}
+
+int32_t qs_fake_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                  const void *x, int64_t x_stride, void *y, int64_t y_stride, const uint8_t *mask,
+                                  int64_t mask_stride, int32_t mask_mode, const int32_t *qp, int64_t qp_stride,
+                                  int32_t num_threads) {
+    qs_kernel_traits kt;
+    QS_TRY(qs_check_qparams(params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, qp,
+                            qp_stride, &kt));
+    QS_TRY(qs_check_threads(num_threads));
+    return fake_quant_run(params, kt, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, NULL, 0,
+                          NULL, qp, qp_stride, NULL, num_threads);
 }

@@ -14,6 +14,7 @@
 #include "qs_cpu.h"
 #include "qs_format_table.h"
 #include "qs_group.h"
+#include "qs_qparams.h"
 #include "qs_scalar.h"
 #include "qs_validate.h"
 
@@ -31,6 +32,9 @@ typedef struct qs_job {
     const qs_lut_traits *lut; /* QS_FAMILY_LUT: the grids */
     uint8_t *choice;          /* QS_FAMILY_LUT: each group's grid (qs_group_choice_cpu), else NULL */
     int64_t c_stride;
+    int32_t *qp_out;          /* each group's record (qs_quant_qparams_cpu), else NULL */
+    const int32_t *qp_in;     /* records to quantize with instead of fitting (qs_fake_quant_qparams_cpu), else NULL */
+    int64_t qp_stride;
 } qs_job;
 
 static inline size_t qs_esize(int32_t dtype) { return dtype == QS_DTYPE_F32 ? 4u : 2u; }
@@ -214,12 +218,21 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
                                      const int32_t rnd, const int32_t mm, const int32_t dt) {
     qs_range r = qs_range_empty();
     qs_gparams g;
+    if (jb->qp_in != NULL) { /* the group's record instead of its statistics */
+        g = qs_qp_gparams(jb->qp_in + row * jb->qp_stride + QS_QPARAM_WORDS * (c0 / jb->group));
+        apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
+        return;
+    }
     range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
                fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
     g = qs_group_params(jb->kt, r, fam);
     if (fam != QS_FAMILY_BFP && fam != QS_FAMILY_FLOAT && fam != QS_FAMILY_SCALED_POW2 && jb->kt->observer &&
         g.mode == QS_GP_QUANT)
         g = mse_search(jb, r, g, row, c0, n, 0, fam, dt);
+    if (jb->qp_out != NULL) {
+        qs_qp_store_g(jb->qp_out + row * jb->qp_stride + QS_QPARAM_WORDS * (c0 / jb->group), &g);
+        return;
+    }
     apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
 }
 

@@ -122,14 +122,16 @@ static int32_t lut_choose(const qs_job *jb, int64_t row, int64_t c0, int64_t n, 
 static void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, int64_t k) {
     const qs_lut_traits *lt = jb->lut;
     const float ymax = qs_dtype_max(jb->dtype);
-    const lut_stats st = lut_scan(jb, row, c0, n);
+    const lut_stats st = jb->qp_in != NULL ? (lut_stats){0.0f, 0.0f, 0.0f, 0} : lut_scan(jb, row, c0, n);
     float buf[QS_LUT_CHUNK], out[QS_LUT_CHUNK];
     qs_lut_gp gp;
     int32_t choice = 0;
     int64_t j0, j;
-    if (st.bad) gp.mode = QS_GP_NAN;
+    if (jb->qp_in != NULL) gp = qs_qp_lut(jb->qp_in + row * jb->qp_stride + QS_QPARAM_WORDS * k, jb->lut, &choice);
+    else if (st.bad) gp.mode = QS_GP_NAN;
     else choice = lut_choose(jb, row, c0, n, &st, ymax, &gp);
     if (jb->choice != NULL) jb->choice[row * jb->c_stride + k] = (uint8_t)choice;
+    if (jb->qp_out != NULL) qs_qp_store_lut(jb->qp_out + row * jb->qp_stride + QS_QPARAM_WORDS * k, &gp, choice);
     if (jb->y == NULL) return;
     for (j0 = 0; j0 < n; j0 += QS_LUT_CHUNK) {
         const int64_t m = n - j0 < QS_LUT_CHUNK ? n - j0 : QS_LUT_CHUNK;

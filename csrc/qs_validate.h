@@ -73,6 +73,11 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     return QS_OK;
 }
 
+/* Groups per row of a fake quantization (one for QS_GROUP_ROW and QS_GROUP_TENSOR). */
+static inline int64_t qs_groups_per_row(const qs_quant_params *p, int64_t cols) {
+    return p->group_size > 0 && p->group_size < cols ? (cols + p->group_size - 1) / p->group_size : 1;
+}
+
 /* qs_group_choice_*: a fake-quantization without an output, of a QS_FAMILY_LUT format, and a choice matrix of
    rows x ceil(cols / G) with row stride choice_stride. */
 static inline int32_t qs_check_group_choice(const qs_quant_params *p, int32_t dtype, int64_t rows, int64_t cols,
@@ -82,7 +87,7 @@ static inline int32_t qs_check_group_choice(const qs_quant_params *p, int32_t dt
     int64_t groups;
     QS_TRY(qs_check_fake_quant(p, dtype, rows, cols, x, x_stride, x, x_stride, mask, mask_stride, mask_mode, kt));
     if (kt->family != QS_FAMILY_LUT) return QS_ERR_INVALID_ARGUMENT;
-    groups = p->group_size > 0 && p->group_size < cols ? (cols + p->group_size - 1) / p->group_size : 1;
+    groups = qs_groups_per_row(p, cols);
     QS_TRY(qs_check_stride(rows, groups, choice_stride));
     if (rows == 0 || cols == 0) return QS_OK;
     if (choice == NULL) return QS_ERR_NULL_POINTER;
@@ -138,6 +143,79 @@ static inline int32_t qs_check_magnitude_mask(int32_t dtype, int64_t rows, int64
     if (prune < 0 || prune > (per_row ? cols : rows * cols)) return QS_ERR_INVALID_ARGUMENT;
     if (rows == 0 || cols == 0) return QS_OK;
     if (w == NULL || mask == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+
+/* qs_quant_qparams_* and qs_fake_quant_qparams_*: a fake quantization (y may be x for the former, which writes no
+   output), and records of QS_QPARAM_WORDS words per group, qp_stride words per row (any stride for QS_GROUP_TENSOR,
+   which has one record). Stochastic rounding is allowed only when quantizing with records. */
+static inline int32_t qs_check_qparams(const qs_quant_params *p, int32_t dtype, int64_t rows, int64_t cols,
+                                       const void *x, int64_t x_stride, const void *y, int64_t y_stride,
+                                       const uint8_t *mask, int64_t mask_stride, int32_t mask_mode, const int32_t *qp,
+                                       int64_t qp_stride, qs_kernel_traits *kt) {
+    QS_TRY(qs_check_fake_quant(p, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, kt));
+    if (p->group_size != QS_GROUP_TENSOR) {
+        const int64_t words = qs_groups_per_row(p, cols);
+        if (words > QS_MAX_EXTENT / QS_QPARAM_WORDS) return QS_ERR_INVALID_SIZE;
+        QS_TRY(qs_check_stride(rows, words * QS_QPARAM_WORDS, qp_stride));
+    }
+    if (rows == 0 || cols == 0) return QS_OK;
+    if (qp == NULL) return QS_ERR_NULL_POINTER;
+    return QS_OK;
+}
+
+/* qs_gptq_block_*: see qsparse.h. kt receives the traits of params (kt->family is meaningful only when params is
+   not NULL). A general 2-D view: strides >= 1 and the extent (rows-1)*rs + (cols-1)*cs at most QS_MAX_EXTENT. */
+static inline int32_t qs_check_view2d(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+    if (rs < 1 || cs < 1 || rs > QS_MAX_EXTENT || cs > QS_MAX_EXTENT) return QS_ERR_INVALID_STRIDE;
+    if (rows > 1 && rows - 1 > QS_MAX_EXTENT / rs) return QS_ERR_INVALID_SIZE;
+    if (cols > 1 && cols - 1 > (QS_MAX_EXTENT - (rows > 0 ? (rows - 1) * rs : 0)) / cs) return QS_ERR_INVALID_SIZE;
+    return QS_OK;
+}
+
+static inline int32_t qs_check_gptq_block(const qs_quant_params *p, int64_t rows, int64_t bcols, const float *w,
+                                          int64_t w_rs, int64_t w_cs, const float *hinv, int64_t h_stride,
+                                          const int32_t *qp, int64_t qp_stride, const int64_t *slot,
+                                          const uint8_t *mask, int64_t m_rs, int64_t m_cs, int32_t keep,
+                                          int32_t group, const float *q, int64_t q_stride, const float *err,
+                                          int64_t e_stride, const double *loss, qs_kernel_traits *kt,
+                                          qs_lut_traits *lt) {
+    int32_t needs_records = 0;
+    int64_t i;
+    QS_TRY(qs_check_sizes(rows, bcols));
+    if (bcols > QS_GPTQ_MAX_BLOCK) return QS_ERR_INVALID_SIZE;
+    QS_TRY(qs_check_view2d(rows, bcols, w_rs, w_cs));
+    QS_TRY(qs_check_stride(bcols, bcols, h_stride));
+    QS_TRY(qs_check_stride(rows, bcols, q_stride));
+    QS_TRY(qs_check_stride(rows, bcols, e_stride));
+    if (mask != NULL) QS_TRY(qs_check_view2d(rows, bcols, m_rs, m_cs));
+    if (p != NULL) {
+        qs_quant_params pp = *p;
+        if (p->reserved32 != 0 || p->reserved[0] != 0) return QS_ERR_INVALID_ARGUMENT;
+        pp.rounding = QS_ROUND_RNE; /* check everything else first; then the rounding this kernel supports */
+        QS_TRY(qs_kernel_traits_make(p->rounding == QS_ROUND_STOCHASTIC ? &pp : p, kt));
+        if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
+        if (p->rounding == QS_ROUND_STOCHASTIC) return QS_ERR_UNSUPPORTED;
+        if (kt->family == QS_FAMILY_LUT) QS_TRY(qs_lut_traits_make(p, lt));
+        needs_records = kt->family != QS_FAMILY_FLOAT;
+        if (needs_records && (qp_stride < 0 || qp_stride > QS_MAX_EXTENT)) return QS_ERR_INVALID_STRIDE;
+    }
+    if (keep != 0) {
+        if (group < 1 || group > QS_NM_MAX_GROUP) return QS_ERR_INVALID_GROUP;
+        if (keep < 0 || keep > group || bcols % group != 0) return QS_ERR_INVALID_ARGUMENT;
+    }
+    if (rows == 0 || bcols == 0) return QS_OK;
+    if (w == NULL || hinv == NULL || q == NULL || err == NULL || loss == NULL) return QS_ERR_NULL_POINTER;
+    if (keep != 0 && mask == NULL) return QS_ERR_NULL_POINTER;
+    if (needs_records) {
+        if (qp == NULL || slot == NULL) return QS_ERR_NULL_POINTER;
+        for (i = 0; i < bcols; i++)
+            if (slot[i] < 0 || slot[i] >= qp_stride / QS_QPARAM_WORDS) {
+                /* rows == 1 may use a stride of exactly one row's records */
+                return QS_ERR_INVALID_ARGUMENT;
+            }
+    }
     return QS_OK;
 }
 

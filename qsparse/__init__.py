@@ -6,12 +6,13 @@ kernels called through ctypes and exposed as torch.library custom ops.
 """
 __version__ = "0.1.0"
 
-from . import formats
+from . import algorithms, formats
 from .config import LayerConfig, ModelConfig, SparsityConfig, load_config
 from .errors import QsparseError
 from .formats import Format
 from .functional import decode, encode, fake_quant, group_choices, hadamard, magnitude_mask, nm_mask
 from .integrations import patch_model, summary, unpatch_model
+from .integrations.compress import Calibration, compress
 from .integrations import hf_quantizer as _hf_quantizer
 from .integrations.hf_quantizer import save_pretrained
 from .nn import BFPLinear
@@ -26,6 +27,9 @@ __all__ = [
     "ModelConfig",
     "load_config",
     "patch_model",
+    "compress",
+    "Calibration",
+    "algorithms",
     "unpatch_model",
     "summary",
     "save_pretrained",

@@ -21,7 +21,7 @@ from typing import Optional
 
 from .errors import QsparseError
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 HADAMARD_MAX_GROUP = 8192  # QS_HADAMARD_MAX_GROUP
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"
@@ -74,6 +74,15 @@ class FormatInfo(ctypes.Structure):
 
 
 _u8p = POINTER(c_uint8)
+
+# Argument lists that the CPU and CUDA versions share (then num_threads, or device and stream).
+_QPARAMS = [POINTER(QuantParams), c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int32,
+            c_void_p, c_void_p, c_int64]
+_FQ_QPARAMS = [POINTER(QuantParams), c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_void_p,
+               c_int64, c_int32, c_void_p, c_int64]
+_GPTQ_BLOCK = [POINTER(QuantParams), c_int64, c_int64, c_void_p, c_int64, c_int64, c_void_p, c_int64, c_void_p,
+               c_int64, c_void_p, c_void_p, c_int64, c_int64, c_int32, c_int32, c_void_p, c_int64, c_void_p, c_int64,
+               c_void_p]
 
 # name -> (restype, argtypes). Shared by both libraries where they export the symbol.
 _COMMON = {
@@ -133,6 +142,22 @@ _CPU = {
     "qs_encode_cpu": (c_int32, [c_int32, c_int32, c_int64, c_void_p, c_void_p]),
     # int32_t qs_decode_cpu(int32_t format, int64_t n, const uint8_t *codes, float *x);
     "qs_decode_cpu": (c_int32, [c_int32, c_int64, c_void_p, c_void_p]),
+    # int32_t qs_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+    #                              const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+    #                              int32_t mask_mode, const float *tensor_scale, int32_t *qp, int64_t qp_stride,
+    #                              int32_t num_threads);
+    "qs_quant_qparams_cpu": (c_int32, _QPARAMS + [c_int32]),
+    # int32_t qs_fake_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+    #                                   const void *x, int64_t x_stride, void *y, int64_t y_stride,
+    #                                   const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+    #                                   const int32_t *qp, int64_t qp_stride, int32_t num_threads);
+    "qs_fake_quant_qparams_cpu": (c_int32, _FQ_QPARAMS + [c_int32]),
+    # int32_t qs_gptq_block_cpu(const qs_quant_params *params, int64_t rows, int64_t bcols, float *w, int64_t w_rs,
+    #                           int64_t w_cs, const float *hinv, int64_t h_stride, const int32_t *qp,
+    #                           int64_t qp_stride, const int64_t *slot, uint8_t *mask, int64_t m_rs, int64_t m_cs,
+    #                           int32_t keep, int32_t group, float *q, int64_t q_stride, float *err,
+    #                           int64_t e_stride, double *loss, int32_t num_threads);
+    "qs_gptq_block_cpu": (c_int32, _GPTQ_BLOCK + [c_int32]),
 }
 
 _CUDA = {
@@ -173,6 +198,11 @@ _CUDA = {
         c_int32,
         [c_int32, c_int64, c_int64, c_void_p, c_int64, c_void_p, c_int64, c_int64, c_int32, c_int32, c_void_p],
     ),
+    # qs_quant_qparams_cuda, qs_fake_quant_qparams_cuda, qs_gptq_block_cuda: the CPU prototypes with
+    # (int32_t device, void *stream) in place of num_threads.
+    "qs_quant_qparams_cuda": (c_int32, _QPARAMS + [c_int32, c_void_p]),
+    "qs_fake_quant_qparams_cuda": (c_int32, _FQ_QPARAMS + [c_int32, c_void_p]),
+    "qs_gptq_block_cuda": (c_int32, _GPTQ_BLOCK + [c_int32, c_void_p]),
 }
 
 

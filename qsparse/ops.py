@@ -155,6 +155,133 @@ def group_choice(x: torch.Tensor, fmt: str, group_size: int, scale_mode: int, co
     return out
 
 
+# ---- quantization parameters (records) --------------------------------------------------------------------------
+
+QPARAM_WORDS = 4  # QS_QPARAM_WORDS: int32 words per group record (see csrc/include/qsparse.h)
+
+
+def qparam_groups(cols: int, group_size: int) -> int:
+    """Records per row: ceil(cols / group_size) for groups, 1 per row (group_size 0) or per tensor (-1)."""
+    return -(-cols // group_size) if 0 < group_size < cols else 1
+
+
+def quant_qparams(x: torch.Tensor, fmt: str, group_size: int, scale_mode: int = 0, observer: int = 0,
+                  compat: int = 0, mask: Optional[torch.Tensor] = None, mask_mode: int = MASK_NONE,
+                  tensor_scale: Optional[float] = None, saturate: int = -1,
+                  rounding: int = 0) -> torch.Tensor:
+    """int32 [rows, groups, 4]: the record of every group of the fake quantization of x (qs_quant_qparams_*), rows
+    being x's leading dimensions flattened ([1, 1, 4] per tensor). ``tensor_scale``: the NVFP4 tensor scale to fit
+    under instead of x's own. Not an op: metadata, no gradient. On CUDA, what the CUDA library does not fit (the mse
+    search, lookup grids, per-tensor calls) is fitted by the CPU library: the same records."""
+    cols = x.shape[-1] if x.dim() > 0 else 1
+    rows = x.numel() // cols if cols else 0
+    groups = qparam_groups(cols, group_size)
+    shape = (1, 1, QPARAM_WORDS) if group_size == GROUP_TENSOR else (rows, groups, QPARAM_WORDS)
+    if x.device.type == "cuda":
+        fmt_info = _formats.get(fmt)
+        cuda_fits = (observer == 0 and group_size != GROUP_TENSOR and fmt_info.family != "lut" and compat != 1
+                     and (tensor_scale is not None or not _needs_tensor_scale(fmt_info, scale_mode)))
+        if not cuda_fits:
+            m = mask.cpu() if mask is not None else None
+            return quant_qparams(x.cpu(), fmt, group_size, scale_mode, observer, compat, m, mask_mode,
+                                 tensor_scale, saturate, rounding).to(x.device)
+    out = torch.zeros(shape, dtype=torch.int32, device=x.device)
+    if x.numel() == 0:
+        return out
+    xv, rows, cols, xs = _rows_view(x)
+    params = _params(fmt, group_size, rounding, 0, saturate, scale_mode, observer, compat)
+    mptr, ms = None, 0
+    if mask is not None and mask_mode != MASK_NONE:
+        mv, _, _, ms = _rows_view(mask)
+        mptr = mv.data_ptr()
+    ts = ctypes.byref(ctypes.c_float(tensor_scale)) if tensor_scale is not None else None
+    _library_for(x).call(f"qs_quant_qparams_{_suffix(x)}", ctypes.byref(params), dtype_code(x.dtype), rows, cols,
+                         xv.data_ptr(), xs, mptr, ms, mask_mode if mptr else MASK_NONE, ts, out.data_ptr(),
+                         shape[1] * QPARAM_WORDS, *_exec_args(x))
+    return out
+
+
+def _needs_tensor_scale(info, scale_mode: int) -> bool:
+    mode = _formats.SCALE_MODES[scale_mode] if scale_mode else info.default_scale_mode
+    return mode == "e4m3"
+
+
+@torch.library.custom_op("qsparse::fake_quant_qparams", mutates_args=())
+def fake_quant_qparams(x: torch.Tensor, qparams: torch.Tensor, fmt: str, group_size: int, rounding: int, seed: int,
+                       saturate: int, scale_mode: int, compat: int, mask: Optional[torch.Tensor],
+                       mask_mode: int) -> torch.Tensor:
+    """fake_quant with every group's parameters taken from ``qparams`` (quant_qparams' layout) instead of fitted."""
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    xv, rows, cols, xs = _rows_view(x)
+    qp = qparams.contiguous()
+    params = _params(fmt, group_size, rounding, seed, saturate, scale_mode, 0, compat)
+    mptr, ms = None, 0
+    if mask is not None and mask_mode != MASK_NONE:
+        mv, _, _, ms = _rows_view(mask)
+        mptr = mv.data_ptr()
+    _library_for(x).call(f"qs_fake_quant_qparams_{_suffix(x)}", ctypes.byref(params), dtype_code(x.dtype), rows, cols,
+                         xv.data_ptr(), xs, out.data_ptr(), cols, mptr, ms, mask_mode if mptr else MASK_NONE,
+                         qp.data_ptr(), qp.shape[1] * QPARAM_WORDS, *_exec_args(x))
+    return out
+
+
+@fake_quant_qparams.register_fake
+def _(x, qparams, fmt, group_size, rounding, seed, saturate, scale_mode, compat, mask, mask_mode):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _fake_quant_qparams_setup(ctx, inputs, output):
+    mask, mask_mode = inputs[9], inputs[10]
+    ctx.masked = mask is not None and mask_mode != MASK_NONE
+    if ctx.masked:
+        ctx.save_for_backward(mask)
+
+
+def _fake_quant_qparams_backward(ctx, grad):
+    if ctx.masked:
+        (mask,) = ctx.saved_tensors
+        grad = torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
+    return (grad,) + (None,) * 10
+
+
+torch.library.register_autograd("qsparse::fake_quant_qparams", _fake_quant_qparams_backward,
+                                setup_context=_fake_quant_qparams_setup)
+
+
+def gptq_block(W1: torch.Tensor, Hinv1: torch.Tensor, *, fmt: Optional[str] = None, group_size: int = 0,
+               scale_mode: int = 0, compat: int = 0, rounding: int = 0, saturate: int = -1,
+               qparams: Optional[torch.Tensor] = None, slot: Optional[torch.Tensor] = None,
+               mask: Optional[torch.Tensor] = None, keep: int = 0, group: int = 0,
+               loss: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One GPTQ / SparseGPT block (qs_gptq_block_*): W1 (float32 [rows, b], updated in place), Hinv1 (float32
+    [b, b], upper), records ``qparams`` [rows, groups, 4] with ``slot`` (int64 [b], the record of each column),
+    ``mask`` (uint8 [rows, b]: read, or written with keep > 0), ``loss`` (float64 [rows], accumulated). Returns
+    (Q1, Err1). Arguments are validated by qsparse.algorithms; the C library checks them again."""
+    rows, b = W1.shape
+    Q1 = torch.empty((rows, b), dtype=torch.float32, device=W1.device)
+    Err1 = torch.empty((rows, b), dtype=torch.float32, device=W1.device)
+    if loss is None:
+        loss = torch.zeros(rows, dtype=torch.float64, device=W1.device)
+    h = Hinv1 if Hinv1.stride(1) == 1 else Hinv1.contiguous()
+    params = _params(fmt, group_size, rounding, 0, saturate, scale_mode, 0, compat) if fmt is not None else None
+    qptr, qstride, sptr = None, 0, None
+    if qparams is not None:
+        qp = qparams if qparams.is_contiguous() else qparams.contiguous()
+        qptr, qstride = qp.data_ptr(), qp.shape[1] * QPARAM_WORDS
+        sl = slot.to("cpu", torch.int64).contiguous()
+        sptr = sl.data_ptr()
+    mptr, mrs, mcs = None, 0, 0
+    if mask is not None:
+        mptr, mrs, mcs = mask.data_ptr(), mask.stride(0), mask.stride(1)
+    _library_for(W1).call(f"qs_gptq_block_{_suffix(W1)}", ctypes.byref(params) if params is not None else None, rows,
+                          b, W1.data_ptr(), W1.stride(0), W1.stride(1), h.data_ptr(), h.stride(0), qptr, qstride,
+                          sptr, mptr, mrs, mcs, keep, group, Q1.data_ptr(), b, Err1.data_ptr(), b, loss.data_ptr(),
+                          *_exec_args(W1))
+    return Q1, Err1
+
+
 # ---- masks -------------------------------------------------------------------------------------------------------
 
 
@@ -249,5 +376,6 @@ def decode(codes: torch.Tensor, fmt: str) -> torch.Tensor:
     return out
 
 
-__all__ = ["fake_quant", "group_choice", "nm_mask", "magnitude_mask", "encode", "decode", "prune_count", "dtype_code",
+__all__ = ["fake_quant", "fake_quant_qparams", "quant_qparams", "gptq_block", "qparam_groups", "QPARAM_WORDS",
+           "group_choice", "nm_mask", "magnitude_mask", "encode", "decode", "prune_count", "dtype_code",
            "MASK_NONE", "MASK_BEFORE", "MASK_AFTER", "GROUP_ROW", "GROUP_TENSOR"]

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
-#define QS_ABI_VERSION 3
+#define QS_ABI_VERSION 4
 
 typedef enum qs_status {
     QS_OK = 0,
@@ -278,6 +278,64 @@ QS_API int32_t qs_decode_cpu(int32_t format, int64_t n, const uint8_t *codes, fl
 QS_API int32_t qs_hadamard_cpu(int32_t dtype, int64_t rows, int64_t cols, const void *x, int64_t x_stride, void *y,
                                int64_t y_stride, int64_t group, int32_t num_threads);
 
+/* ---- quantization parameters (qparams) ------------------------------------------------------------------------ */
+
+/* A group's quantization parameters as one record of QS_QPARAM_WORDS int32 words, so that a fake quantization can
+   be repeated with parameters fitted elsewhere (GPTQ fits them on weights that it then changes; a model keeps them
+   fixed while it fine-tunes):
+     word 0: bits 0-7 the group's mode (0 quantize, 1 scale 0: signed zeros, 2 not finite: NaN), bits 8-15 the grid
+             a QS_FAMILY_LUT group takes (QS_LUT_NO_CHOICE: none, zeros), other bits 0;
+     word 1: the binary32 bits of the scale s (the multiplier of the element grid, the NVFP4 tensor scale included;
+             BFP: the interval);
+     word 2: the binary32 bits of the zero point (int{b}_asym and asymmetric grids; BFP: the clamp bound), else 0;
+     word 3: the binary32 bits of 1 / s when s is a power of two (BFP, E8M0 scales), else 0.
+   Records of one row follow each other: record k of row r at qp[r * qp_stride + QS_QPARAM_WORDS * k], for group k
+   < ceil(cols / G) (k = 0 only for QS_GROUP_ROW); QS_GROUP_TENSOR uses one record, qp[0 .. 3]. Element-wise formats
+   have no parameters: their records are zeros and are not read. */
+#define QS_QPARAM_WORDS 4
+
+/* The records of every group of the fake quantization qs_fake_quant_cpu would compute (same arguments, observer
+   and mask included), without its output. qp_stride >= QS_QPARAM_WORDS * groups per row (any value for
+   QS_GROUP_TENSOR). tensor_scale: NULL, or the NVFP4 tensor scale s_t (QS_SCALE_MODE_E4M3) to use instead of this
+   tensor's own, so that windows of a weight can be fitted under the whole weight's tensor scale. */
+QS_API int32_t qs_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                    const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+                                    int32_t mask_mode, const float *tensor_scale, int32_t *qp, int64_t qp_stride,
+                                    int32_t num_threads);
+
+/* qs_fake_quant_cpu with every group's parameters read from records (qs_quant_qparams_cpu's layout) instead of
+   fitted: a value already on a record's grid is returned unchanged. Stochastic rounding draws as in
+   qs_fake_quant_cpu. The observer and mse fields of params are ignored (the records hold the outcome). */
+QS_API int32_t qs_fake_quant_qparams_cpu(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                         const void *x, int64_t x_stride, void *y, int64_t y_stride,
+                                         const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                                         const int32_t *qp, int64_t qp_stride, int32_t num_threads);
+
+/* Largest block of qs_gptq_block_*. */
+#define QS_GPTQ_MAX_BLOCK 4096
+
+/* One block of GPTQ / SparseGPT (FORMATS.md sections 11-12): for each column i < bcols in order, every row r
+       q = 0 where the mask prunes (r, i), else quantize(w[r, i]) with record slot[i] of row r (w itself when params
+           is NULL),
+       e = (w[r, i] - q) / hinv[i, i],   loss[r] += (w[r, i] - q)^2 / hinv[i, i]^2,
+       w[r, j] -= e * hinv[i, j]  for i < j < bcols   (one rounded product, one rounded difference),
+   writing q[r * q_stride + i] and err[r * e_stride + i]; every operation in binary32 except the loss (binary64).
+   w: rows x bcols, element (r, i) at w[r * w_rs + i * w_cs], float32, updated in place (w[r, i] itself is left as it
+   was when column i was reached). hinv: the block's bcols x bcols part of the upper Cholesky factor of H^-1,
+   row-major with row stride h_stride (only i <= j is read). params: NULL (no quantization: pruning only) or a
+   fake quantization with RNE, half-away or ties-lower rounding (stochastic: QS_ERR_UNSUPPORTED) whose records are
+   qp (row stride qp_stride words) and slot (host memory, bcols entries, 0 <= slot[i] < qp_stride / 4); element-wise
+   formats read neither. mask: NULL (dense), or rows x bcols uint8 at mask[r * m_rs + i * m_cs]: read (0 prunes)
+   when keep == 0; when keep > 0 (1 <= keep <= group <= QS_NM_MAX_GROUP, bcols a multiple of group) written:
+   at each column i that is a multiple of group, row r keeps the `keep` columns of i .. i + group - 1 with the
+   largest w^2 / hinv[j, j]^2 on its current (updated) weights, ties to the lowest index, NaN largest (SparseGPT's
+   N:M rule). loss: rows doubles, accumulated. Rows are independent: one thread per row on either library. */
+QS_API int32_t qs_gptq_block_cpu(const qs_quant_params *params, int64_t rows, int64_t bcols, float *w, int64_t w_rs,
+                                 int64_t w_cs, const float *hinv, int64_t h_stride, const int32_t *qp,
+                                 int64_t qp_stride, const int64_t *slot, uint8_t *mask, int64_t m_rs, int64_t m_cs,
+                                 int32_t keep, int32_t group, float *q, int64_t q_stride, float *err,
+                                 int64_t e_stride, double *loss, int32_t num_threads);
+
 /* ---- CUDA kernels (CUDA library only; same semantics and results as the CPU versions) ------------------------- */
 
 QS_API int32_t qs_fake_quant_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
@@ -296,6 +354,21 @@ QS_API int32_t qs_hadamard_cuda(int32_t dtype, int64_t rows, int64_t cols, const
 QS_API int32_t qs_magnitude_mask_cuda(int32_t dtype, int64_t rows, int64_t cols, const void *w, int64_t w_stride,
                                       uint8_t *mask, int64_t m_stride, int64_t prune, int32_t per_row,
                                       int32_t device, void *stream);
+/* The CUDA versions of the qparams entry points take device pointers (tensor_scale and slot: host memory).
+   qs_quant_qparams_cuda fits min/max observers of every family but QS_FAMILY_LUT (others: QS_ERR_UNSUPPORTED). */
+QS_API int32_t qs_quant_qparams_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                     const void *x, int64_t x_stride, const uint8_t *mask, int64_t mask_stride,
+                                     int32_t mask_mode, const float *tensor_scale, int32_t *qp, int64_t qp_stride,
+                                     int32_t device, void *stream);
+QS_API int32_t qs_fake_quant_qparams_cuda(const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                                          const void *x, int64_t x_stride, void *y, int64_t y_stride,
+                                          const uint8_t *mask, int64_t mask_stride, int32_t mask_mode,
+                                          const int32_t *qp, int64_t qp_stride, int32_t device, void *stream);
+QS_API int32_t qs_gptq_block_cuda(const qs_quant_params *params, int64_t rows, int64_t bcols, float *w, int64_t w_rs,
+                                  int64_t w_cs, const float *hinv, int64_t h_stride, const int32_t *qp,
+                                  int64_t qp_stride, const int64_t *slot, uint8_t *mask, int64_t m_rs, int64_t m_cs,
+                                  int32_t keep, int32_t group, float *q, int64_t q_stride, float *err,
+                                  int64_t e_stride, double *loss, int32_t device, void *stream);
 
 #ifdef __cplusplus
 }

@@ -16,7 +16,11 @@ zero; since their gradient is zero too, they stay exactly 0 under any optimizer 
 (weight, grad) (SGD, Adam, AdamW with weight decay, ...). ``mask_mode="dynamic"`` recomputes the mask from the dense
 weight at every forward, as the HBFP fork does, and leaves the dense weight untouched.
 
-In eval mode without autograd the quantized weight is cached until the weight or mask changes.
+The weight's quantization parameters (scales, zero points) are fitted to the weight at every forward, unless fixed
+with :meth:`BFPLinear.set_weight_qparams` (GPTQ does this: its weights lie on the grid of the parameters it fitted,
+and fine-tuning then keeps those parameters); fixed parameters are the persistent buffer ``weight_qparams``.
+
+In eval mode without autograd the quantized weight is cached until the weight, mask or parameters change.
 """
 from __future__ import annotations
 
@@ -66,6 +70,9 @@ class BFPLinear(nn.Linear):
         mask = torch.ones(out_features, in_features, dtype=torch.bool, device=self.weight.device) \
             if cfg.sparsity is not None else None
         self.register_buffer("mask", mask, persistent=True)
+        # fixed quantization parameters of the weight (set by GPTQ/SparseGPT, set_weight_qparams): int32 records
+        # [out, groups, 4] (qsparse.ops.quant_qparams' layout), or None to fit them at every forward
+        self.register_buffer("weight_qparams", None, persistent=True)
         self._mask_ready = False  # the mask buffer holds the mask of the current weights
         self.from_conv1d = False  # built from a transformers Conv1D (its weight transposed to [out, in])
         self._cache_key = None
@@ -124,6 +131,33 @@ class BFPLinear(nn.Linear):
                 lin.bias.copy_(self.bias)
         return lin
 
+    # ---- fixed quantization parameters -------------------------------------------------------------------------
+
+    def weight_qparams_shape(self) -> tuple:
+        """The shape of this layer's weight records: [out, groups, 4] ([1, 1, 4] per tensor)."""
+        if self._w_args is None:
+            raise ValueError("this BFPLinear has no weight format, so it has no weight quantization parameters")
+        group = self._w_args[1]
+        if group == _ops.GROUP_TENSOR:
+            return (1, 1, _ops.QPARAM_WORDS)
+        return (self.out_features, _ops.qparam_groups(self.in_features, group), _ops.QPARAM_WORDS)
+
+    @torch.no_grad()
+    def set_weight_qparams(self, qparams: Optional[torch.Tensor]) -> None:
+        """Quantize the weight with these parameters from now on (int32 records, ``weight_qparams_shape()``, as
+        ``qsparse.ops.quant_qparams`` or GPTQ return them) instead of fitting them to the weight at every forward;
+        they are saved with the model. None goes back to fitting."""
+        if qparams is None:
+            self.weight_qparams = None
+        else:
+            shape = self.weight_qparams_shape()
+            if not isinstance(qparams, torch.Tensor) or qparams.dtype != torch.int32 or tuple(qparams.shape) != shape:
+                raise ValueError(f"qparams must be an int32 tensor of shape {shape}, got "
+                                 f"{getattr(qparams, 'dtype', type(qparams).__name__)} "
+                                 f"{tuple(getattr(qparams, 'shape', ()))}")
+            self.weight_qparams = qparams.to(self.weight.device).contiguous()
+        self._cache_key = None
+
     # ---- masks -----------------------------------------------------------------------------------------------------
 
     def compute_mask(self) -> Optional[torch.Tensor]:
@@ -171,6 +205,10 @@ class BFPLinear(nn.Linear):
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):
+        qp = state_dict.get(prefix + "weight_qparams")
+        if qp is not None and self.weight_qparams is None and self._w_args is not None:
+            self.weight_qparams = torch.zeros(self.weight_qparams_shape(), dtype=torch.int32,
+                                              device=self.weight.device)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                                       error_msgs)
         if self.mask is None:
@@ -187,7 +225,8 @@ class BFPLinear(nn.Linear):
 
     # ---- forward ---------------------------------------------------------------------------------------------------
 
-    def _quant(self, x: torch.Tensor, args, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    def _quant(self, x: torch.Tensor, args, mask: Optional[torch.Tensor],
+               qparams: Optional[torch.Tensor] = None) -> torch.Tensor:
         name, group, rounding, saturate, scale_mode, observer, compat = args
         if x.dtype not in _functional.SUPPORTED_DTYPES:
             raise TypeError(f"BFPLinear with format {name!r} got a {x.dtype} tensor; fake quantization takes "
@@ -198,6 +237,9 @@ class BFPLinear(nn.Linear):
         mask_mode = _ops.MASK_NONE
         if mask is not None:
             mask_mode = _ops.MASK_BEFORE if self.config.sparsify_first else _ops.MASK_AFTER
+        if qparams is not None:
+            return _ops.fake_quant_qparams(x, qparams, name, group, rounding, seed, saturate, scale_mode, compat,
+                                           mask, mask_mode)
         return _ops.fake_quant(x, name, group, rounding, seed, saturate, scale_mode, observer, compat, mask,
                                mask_mode)
 
@@ -209,12 +251,14 @@ class BFPLinear(nn.Linear):
         cacheable = (not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
                      and not (self._w_args is not None and self._w_args[2] == 1))
         if cacheable:
+            qp = self.weight_qparams
             key = (self.weight._version, self.weight.data_ptr(), self.weight.dtype,
-                   None if mask is None else (mask._version, mask.data_ptr()))
+                   None if mask is None else (mask._version, mask.data_ptr()),
+                   None if qp is None else (qp._version, qp.data_ptr()))
             if key == self._cache_key:
                 return self._cache
         if self._w_args is not None:
-            w = self._quant(self.weight, self._w_args, mask)
+            w = self._quant(self.weight, self._w_args, mask, self.weight_qparams)
         elif mask is not None:
             w = torch.where(mask, self.weight, torch.zeros((), dtype=self.weight.dtype, device=self.weight.device))
         else:
