@@ -12,6 +12,11 @@ Ops (schemas are inferred from the annotations below):
   ``mask`` an optional bool tensor shaped like x, applied before (``mask_mode`` 1) or after (2)
   quantization. Output: a new contiguous tensor, x's shape and dtype. Backward: straight-through (the gradient
   passes unchanged; masked positions get zero).
+- ``qsparse::fake_quant_qparams(x, qparams, fmt, group_size, rounding, seed, saturate, scale_mode, compat, mask,
+  mask_mode) -> Tensor``: fake_quant with every group's parameters read from int32 records ``qparams``
+  ([rows, groups, 4], as ``quant_qparams`` fits them) instead of fitted; backward straight-through.
+- ``quant_qparams`` (the records of a fake quantization) and ``gptq_block`` (one GPTQ / SparseGPT block) are plain
+  functions over the C calls, not ops: they return metadata or update their inputs in place, without gradients.
 - ``qsparse::nm_mask(scores, keep, group) -> Tensor(bool)``
 - ``qsparse::magnitude_mask(w, sparsity, per_row) -> Tensor(bool)``
 - ``qsparse::hadamard(x, group) -> Tensor``: the normalized Walsh-Hadamard transform of every group of ``group``

@@ -18,6 +18,7 @@ import json
 import logging
 from typing import Any, Dict, List, Optional
 
+import torch
 from torch import nn
 
 from ..config import LayerConfig, ModelConfig, load_config
@@ -50,10 +51,13 @@ def _build_classes():
         ``layer_configs``: distinct LayerConfig dicts; ``modules``: module name -> index into ``layer_configs``;
         ``transposed``: modules that were transformers Conv1D (weight [in, out]) and are stored as BFPLinear
         ([out, in]); ``recipe``: the ModelConfig dict they were patched from (informational for saved models; for
-        a dense checkpoint without ``modules``, the config to patch it with at load time)."""
+        a dense checkpoint without ``modules``, the config to patch it with at load time); ``compression``: the
+        one-shot recipe (qsparse.compress) applied, if any (informational); ``fixed_qparams``: modules whose weight
+        quantization parameters are fixed (``BFPLinear.weight_qparams``, e.g. after GPTQ), saved with the weights."""
 
         def __init__(self, layer_configs: Optional[List[dict]] = None, modules: Optional[Dict[str, int]] = None,
-                     transposed: Optional[List[str]] = None, recipe=None, version: int = CONFIG_VERSION,
+                     transposed: Optional[List[str]] = None, recipe=None, compression: Optional[dict] = None,
+                     fixed_qparams: Optional[List[str]] = None, version: int = CONFIG_VERSION,
                      qsparse_version: Optional[str] = None, quant_method: str = QUANT_METHOD, **kwargs):
             if quant_method != QUANT_METHOD:
                 raise ValueError(f"quant_method={quant_method!r}; a QsparseConfig has quant_method 'qsparse'")
@@ -75,6 +79,8 @@ def _build_classes():
             self.modules = dict(modules or {})
             self.transposed = list(transposed or [])
             self.recipe = recipe
+            self.compression = compression
+            self.fixed_qparams = list(fixed_qparams or [])
             for name, idx in self.modules.items():
                 if not isinstance(idx, int) or not 0 <= idx < len(self.layer_configs):
                     raise ValueError(f"quantization_config.modules[{name!r}] = {idx!r} names no layer config")
@@ -86,10 +92,11 @@ def _build_classes():
         def to_dict(self) -> Dict[str, Any]:
             return {"quant_method": self.quant_method, "version": self.version,
                     "qsparse_version": self.qsparse_version, "layer_configs": self.layer_configs,
-                    "modules": self.modules, "transposed": self.transposed, "recipe": self.recipe}
+                    "modules": self.modules, "transposed": self.transposed, "recipe": self.recipe,
+                    "compression": self.compression, "fixed_qparams": self.fixed_qparams}
 
         @classmethod
-        def from_model(cls, model: nn.Module, recipe=None) -> "QsparseConfig":
+        def from_model(cls, model: nn.Module, recipe=None, compression=None) -> "QsparseConfig":
             """The config recording every BFPLinear of ``model`` as it is now."""
             from .transformers import patched_modules
 
@@ -103,7 +110,9 @@ def _build_classes():
                     configs.append(m.config.to_dict())
                 modules[name] = index[key]
             transposed = sorted(n for n, m in patched_modules(model) if m.from_conv1d)
-            return cls(layer_configs=configs, modules=modules, transposed=transposed, recipe=recipe)
+            fixed = sorted(n for n, m in patched_modules(model) if m.weight_qparams is not None)
+            return cls(layer_configs=configs, modules=modules, transposed=transposed, recipe=recipe,
+                       compression=compression, fixed_qparams=fixed)
 
     class QsparseHfQuantizer(HfQuantizer):
         """Patches the model skeleton before weights load; marks loaded masks afterwards. Trainable (straight
@@ -149,14 +158,13 @@ def _build_classes():
             if recomputed:
                 logger.info("qsparse: computed %d masks from the loaded weights (none in the checkpoint)",
                             len(recomputed))
-            model.config.quantization_config = QsparseConfig.from_model(model, recipe=self.quantization_config.recipe)
+            model.config.quantization_config = _rerecord(model, self.quantization_config)
             self.quantization_config = model.config.quantization_config
             return model
 
         def get_state_dict_and_metadata(self, model):
             # save_pretrained calls this before it writes config.json: record the modules as they are now
-            recipe = getattr(model.config.quantization_config, "recipe", None)
-            model.config.quantization_config = QsparseConfig.from_model(model, recipe=recipe)
+            model.config.quantization_config = _rerecord(model, model.config.quantization_config)
             self.quantization_config = model.config.quantization_config
             return None, {}
 
@@ -174,6 +182,10 @@ def _build_classes():
         @property
         def is_compileable(self) -> bool:
             return True
+
+    def _rerecord(model, old):
+        return QsparseConfig.from_model(model, recipe=getattr(old, "recipe", None),
+                                        compression=getattr(old, "compression", None))
 
     _classes["config"], _classes["quantizer"] = QsparseConfig, QsparseHfQuantizer
     return QsparseConfig, QsparseHfQuantizer
@@ -208,9 +220,18 @@ def _patch_from_record(model: nn.Module, qc) -> None:
     if missing:
         raise ValueError(f"the checkpoint's qsparse config names modules this {type(model).__name__} has no linear "
                          f"layer for: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    fixed = set(getattr(qc, "fixed_qparams", None) or ())
+    unknown = fixed - set(configs)
+    if unknown:
+        raise ValueError(f"the checkpoint's qsparse config fixes quantization parameters of unrecorded modules: "
+                         f"{sorted(unknown)[:5]}")
     for name, cfg in configs.items():
         parent, _, attr = name.rpartition(".")
-        setattr(modules[parent] if parent else model, attr, BFPLinear.wrap(modules[name], cfg))
+        new = BFPLinear.wrap(modules[name], cfg)
+        if name in fixed:  # an empty buffer of the right shape, for the checkpoint's records to load into
+            new.weight_qparams = torch.zeros(new.weight_qparams_shape(), dtype=torch.int32,
+                                             device=new.weight.device)
+        setattr(modules[parent] if parent else model, attr, new)
 
 
 def register() -> bool:
@@ -338,14 +359,19 @@ def _is_hf_model(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-def attach(model: nn.Module, config: ModelConfig) -> None:
-    """After patch_model: record the config on a Hugging Face model and attach the quantizer, as from_pretrained
-    does, so that save_pretrained writes it and the Trainer knows the model is trainable."""
+def attach(model: nn.Module, config: ModelConfig, compression: Optional[dict] = None) -> None:
+    """After patch_model / compress: record the config on a Hugging Face model and attach the quantizer, as
+    from_pretrained does, so that save_pretrained writes it and the Trainer knows the model is trainable. A
+    config with no rules (compress) keeps the recorded recipe; ``compression`` replaces the recorded one-shot
+    recipe when given."""
     if not _is_hf_model(model):
         return
     register()
     config_cls, quantizer_cls = _build_classes()
-    qc = config_cls.from_model(model, recipe=config.to_dict())
+    old = getattr(model.config, "quantization_config", None)
+    recipe = config.to_dict() if config.rules else getattr(old, "recipe", None)
+    compression = compression if compression is not None else getattr(old, "compression", None)
+    qc = config_cls.from_model(model, recipe=recipe, compression=compression)
     model.config.quantization_config = qc
     model.hf_quantizer = quantizer_cls(qc, pre_quantized=True)
     model.is_quantized = True
