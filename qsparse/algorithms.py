@@ -283,6 +283,8 @@ def _run(W, H, quant: Optional[_Quantizer], *, blocksize: int, percdamp: float, 
         mask_u8 = keep_mask.to(torch.uint8).contiguous()
     elif nm is not None or sparsity is not None:
         mask_u8 = torch.ones(rows, columns, dtype=torch.uint8, device=W.device)
+    if W.device.type == "cuda":  # column-major: the kernel's threads (one per row) then read a column coalesced
+        W = W.t().contiguous().t()
     Q = torch.zeros_like(W)
     loss = torch.zeros(rows, dtype=torch.float64, device=W.device)
     align = nm[1] if nm is not None else 1

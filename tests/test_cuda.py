@@ -462,3 +462,89 @@ def test_mse_observer_on_cuda_tensors_runs_the_cpu_search():
         y_gpu, y_cpu = _fq_both(x, fmt, observer="mse", **kw)
         assert y_gpu.device.type == "cuda"
         assert_bits_equal(y_gpu, y_cpu, f"{fmt} mse")
+
+
+# ---- GPTQ / SparseGPT blocks and quantization-parameter records ----------------------------------------------------
+
+GPTQ_CASES = [("int4_asym", 0), ("int4", 32), ("mxfp4", 32), ("nvfp4", 16), ("bfp8", 32), ("fp8_e4m3", 0),
+              ("mixed_bitmod4", 32)]
+
+
+def _gptq_inputs(rows=300, b=128, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    W1 = torch.randn(rows, b, generator=g) * 0.05
+    x = torch.randn(4 * b, b, generator=g) @ torch.randn(b, b, generator=g)
+    H = x.t() @ x / x.shape[0] + 0.01 * torch.eye(b)
+    Hinv1 = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    return W1, Hinv1
+
+
+@needs_cuda
+@pytest.mark.parametrize("name,group", GPTQ_CASES)
+def test_quant_qparams_and_fake_quant_qparams_match_cpu(name, group):
+    from qsparse import ops
+
+    f = formats.Format.parse(name, group_size=group or "row") if group else formats.Format.parse(name)
+    a = qsparse.functional.op_args(f)
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(1)) * torch.logspace(-2, 1, 256)
+    ts = float(x.abs().amax() / (6 * 448)) if f.effective_scale_mode == "e4m3" else None
+    qp_cpu = ops.quant_qparams(x, a[0], a[1], a[4], 0, a[6], tensor_scale=ts)
+    qp_gpu = ops.quant_qparams(x.cuda(), a[0], a[1], a[4], 0, a[6], tensor_scale=ts)
+    assert torch.equal(qp_gpu.cpu(), qp_cpu)
+    for dtype in DTYPES:
+        xd = x.to(dtype)
+        y_cpu = ops.fake_quant_qparams(xd, qp_cpu, a[0], a[1], a[2], 0, a[3], a[4], a[6], None, 0)
+        y_gpu = ops.fake_quant_qparams(xd.cuda(), qp_cpu.cuda(), a[0], a[1], a[2], 0, a[3], a[4], a[6], None, 0)
+        assert_bits_equal(y_gpu, y_cpu, f"{name} {dtype}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name,group", GPTQ_CASES + [(None, 0)])
+@pytest.mark.parametrize("nm", [None, (2, 4)])
+def test_gptq_block_matches_cpu(name, group, nm):
+    from qsparse import ops
+
+    W1, Hinv1 = _gptq_inputs()
+    kwargs = {}
+    if name is not None:
+        f = formats.Format.parse(name, group_size=group or "row") if group else formats.Format.parse(name)
+        a = qsparse.functional.op_args(f)
+        kwargs = dict(fmt=a[0], group_size=a[1], scale_mode=a[4], compat=a[6], rounding=a[2], saturate=a[3])
+        if not f.elementwise:
+            qp = ops.quant_qparams(W1, a[0], a[1], a[4], 0, a[6])
+            slot = torch.arange(W1.shape[1]) // a[1] if a[1] > 0 else torch.zeros(W1.shape[1], dtype=torch.int64)
+            kwargs.update(qparams=qp, slot=slot)
+    outs = {}
+    for dev in ("cpu", "cuda"):
+        kw = {k: (v.to(dev) if isinstance(v, torch.Tensor) and k != "slot" else v) for k, v in kwargs.items()}
+        mask = torch.ones(W1.shape, dtype=torch.uint8, device=dev) if nm else None
+        W = W1.to(dev).clone()
+        if dev == "cuda":  # the column-major layout the CUDA kernel reads coalesced
+            W = W.t().contiguous().t()
+        loss = torch.zeros(W.shape[0], dtype=torch.float64, device=dev)
+        q, e = ops.gptq_block(W, Hinv1.to(dev), mask=mask, keep=nm[0] if nm else 0, group=nm[1] if nm else 0,
+                              loss=loss, **kw)
+        outs[dev] = (q.cpu(), e.cpu(), W.cpu(), loss.cpu(), None if mask is None else mask.cpu())
+    for what, c, g in zip(("Q1", "Err1", "W1", "loss", "mask"), outs["cpu"], outs["cuda"]):
+        if c is None:
+            continue
+        if c.dtype in _INT_VIEW:
+            assert_bits_equal(g, c, f"{name} {what}")
+        else:
+            assert torch.equal(g, c), f"{name} {what}"
+
+
+@needs_cuda
+def test_gptq_on_cuda_matches_cpu():
+    from qsparse import algorithms as alg
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1024, 256, generator=g) @ torch.randn(256, 256, generator=g)
+    W = torch.randn(128, 256, generator=g) * 0.05
+    h = alg.Hessian(256)
+    h.add_batch(x.unsqueeze(0))
+    cpu = alg.gptq(W, h.H, "int4_asym", group_size=64)
+    gpu = alg.gptq(W.cuda(), h.H.cuda(), "int4_asym", group_size=64)
+    # the blocks agree bit for bit; the matmuls between blocks (cuBLAS vs MKL) round differently
+    assert torch.allclose(gpu.weight.cpu(), cpu.weight, atol=float(cpu.weight.abs().max()) / 7)
+    assert abs(gpu.loss - cpu.loss) <= 0.01 * cpu.loss

@@ -319,18 +319,21 @@ def _new_config(m: nn.Module, stage: Stage) -> LayerConfig:
 
 def _capture_inputs(model: nn.Module, layers: nn.ModuleList, windows: torch.Tensor, batch_size: int,
                     device: torch.device) -> List[Tuple[torch.Tensor, tuple, dict]]:
-    """(hidden states, args, kwargs) of decoder block 0 for each batch of windows."""
+    """(hidden states, args, kwargs) of decoder block 0 for each batch of windows, on ``device``. The model runs
+    up to block 0 where its embeddings are (the windows go to the input embedding's device)."""
     captured = []
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    in_dev = emb.weight.device if emb is not None else device
 
     def hook(module, args, kwargs):
-        captured.append((args[0], args[1:], kwargs))
+        captured.append((_to(args[0], device), _to(args[1:], device), _to(kwargs, device)))
         raise _Captured
 
     handle = layers[0].register_forward_pre_hook(hook, with_kwargs=True)
     try:
         for b in range(0, windows.shape[0], batch_size):
             try:
-                model(windows[b: b + batch_size].to(device), use_cache=False)
+                model(windows[b: b + batch_size].to(in_dev), use_cache=False)
             except _Captured:
                 pass
     finally:
@@ -338,6 +341,17 @@ def _capture_inputs(model: nn.Module, layers: nn.ModuleList, windows: torch.Tens
     if len(captured) != -(-windows.shape[0] // batch_size):
         raise RuntimeError("decoder block 0 was not called once per calibration batch")
     return captured
+
+
+def _to(obj, device: torch.device):
+    """obj with every tensor in it (tuples, lists, dicts) moved to device."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
 
 
 def _block_output(out):
