@@ -235,7 +235,14 @@ COMMANDS = {"run": cmd_run, "eval": cmd_eval, "compress": cmd_compress, "sensiti
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come after options (argparse stops collecting positionals at the first option)
+    overrides = [x for x in extra if "=" in x and not x.startswith("-")]
+    rest = [x for x in extra if x not in overrides]
+    if rest or (overrides and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(rest or overrides)}")
+    if overrides:
+        args.overrides = list(args.overrides) + overrides
     if not logger.handlers:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("%(levelname)s %(message)s"))

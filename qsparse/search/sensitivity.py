@@ -72,13 +72,18 @@ def heatmap(path: str, layer_types: Sequence[str], ids: Sequence[int], table: Di
         for c, i in enumerate(ids):
             if i in table.get(lt, {}):
                 data[r, c] = table[lt][i]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(ids) + 2), max(2.0, 0.6 * len(layer_types) + 1.2)))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.6 * len(ids) + 2), max(2.0, 0.6 * len(layer_types) + 1.2)))
     im = ax.imshow(data, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(ids)), [str(i) for i in ids])
     ax.set_yticks(range(len(layer_types)), list(layer_types))
     ax.set_xlabel("decoder layer")
     ax.set_ylabel("layer type")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=9)
+    if data.size <= 400:
+        for r in range(data.shape[0]):
+            for c in range(data.shape[1]):
+                if not np.isnan(data[r, c]):
+                    ax.text(c, r, f"{data[r, c]:.3g}", ha="center", va="center", fontsize=7, color="w")
     fig.colorbar(im, ax=ax, label="perplexity change")
     fig.tight_layout()
     tmp = path + ".tmp.png"
