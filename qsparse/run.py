@@ -204,7 +204,16 @@ def split_stages(stages) -> List[Any]:
 
 
 def validate(cfg: dict, source: str = "config") -> dict:
-    """Check what needs no model: keys, types, the compression config. Returns ``cfg``."""
+    """Check what needs no model: keys, types, the compression config. Returns ``cfg``. Errors name ``source``."""
+    try:
+        return _validate(cfg, source)
+    except (ValueError, TypeError) as e:
+        if str(e).startswith(f"{source}:"):
+            raise
+        raise RunError(f"{source}: {e}") from None
+
+
+def _validate(cfg: dict, source: str) -> dict:
     if not isinstance(cfg, dict):
         raise RunError(f"{source}: a run config is a mapping, got {type(cfg).__name__}")
     unknown = set(cfg) - RUN_KEYS
