@@ -560,10 +560,11 @@ def evaluate_perplexity(model, tok, spec: dict, cfg: dict, progress: bool = True
 
     src = resolve_text(spec["dataset"], cfg, spec["split"])
     rows = _slice_rows(rows_of(src, split=spec["split"]), _fraction_slice(spec["rows"], "rows"))
-    r = perplexity(model, tok, rows, seqlen=spec["seqlen"], batch_size=spec["batch_size"], protocol=spec["protocol"],
+    protocol = spec["protocol"] or ("c4" if spec["dataset"] == "c4" else "wikitext")
+    r = perplexity(model, tok, rows, seqlen=spec["seqlen"], batch_size=spec["batch_size"], protocol=protocol,
                    split=spec["split"], max_windows=spec["max_windows"], progress=progress)
     return {"label": spec["label"], "dataset": spec["dataset"], "source": src if isinstance(src, str) else None,
-            "metric": "token perplexity (GPTQ protocol)", **r.to_dict()}
+            "protocol": protocol, "metric": "token perplexity (GPTQ protocol)", **r.to_dict()}
 
 
 def evaluate(model, tok, cfg: dict, progress: bool = True) -> dict:

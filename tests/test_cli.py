@@ -283,3 +283,14 @@ def test_layer_type_unknown_to_the_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "fc1" in err and "gate_proj" in err  # the error lists the model's layer types
     assert not (tmp_path / "o").exists()
+
+
+def test_readme_main_command_is_a_config_run():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    section = readme.split("## The two commands", 1)[1]
+    first = section.split("```bash\n", 1)[1].split("```", 1)[0].strip()
+    assert first == "qsparse run configs/stories260K-inference.yaml"
+    assert os.path.exists(os.path.join(ROOT, "configs", "stories260K-inference.yaml"))
+    second = section.split("```bash\n", 2)[2].split("```", 1)[0].strip()
+    assert second == "python -m pytest -q tests"  # the test command stays as it was
