@@ -21,7 +21,7 @@ from typing import List, Optional
 
 logger = logging.getLogger("qsparse")
 
-USER_ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError, KeyError)
+USER_ERRORS = (FileNotFoundError, ValueError, TypeError, ImportError)
 
 EPILOG = ("Config files: docs/cli.md. Overrides are key.path=value (values parsed as YAML), e.g. "
           "evaluation.perplexity.0.max_windows=8 finetune.args.max_steps=20.")
@@ -253,8 +253,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except USER_ERRORS as e:
         if args.debug:
             raise
-        msg = str(e).strip("'\"") if isinstance(e, KeyError) else str(e)
-        print(f"qsparse {args.command}: error: {msg}", file=sys.stderr)
+        print(f"qsparse {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qsparse: interrupted", file=sys.stderr)

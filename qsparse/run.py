@@ -279,8 +279,9 @@ def load_run_config(path: str, overrides: Sequence[str] = (), model: Optional[st
     cfg["_config_dir"] = os.path.dirname(os.path.abspath(path))
     if model is not None:
         cfg["_model_overridden"] = cfg.get("model") != model
+        if cfg["_model_overridden"]:
+            cfg.pop("tokenizer", None)  # the config's tokenizer belongs to its model
         cfg["model"] = model
-        cfg.pop("tokenizer", None) if cfg["_model_overridden"] else None
     for key in ("model", "tokenizer", "data_dir"):  # local paths: as given, else relative to the config's folder
         v = cfg.get(key)
         if isinstance(v, str) and not os.path.isabs(v) and not os.path.exists(v) and \

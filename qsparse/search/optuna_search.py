@@ -162,6 +162,16 @@ def _sampler(name: str, seed: int, grid: Optional[dict] = None):
 
     if name == "grid":
         return optuna.samplers.GridSampler(grid or {}, seed=seed)
+    import warnings
+
+    with warnings.catch_warnings():  # NSGA-III and QMC are marked experimental by Optuna
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make_sampler(name, seed)
+
+
+def _make_sampler(name: str, seed: int):
+    import optuna
+
     return {"random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
             "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
