@@ -524,7 +524,7 @@ def run_stages(model, tok, stages: List[dict], cfg: dict, progress: bool = True)
     return report.to_dict()
 
 
-def finetune(model, tok, cfg: dict, output_dir: str) -> dict:
+def finetune(model, tok, cfg: dict, output_dir: str, progress: bool = True) -> dict:
     """Fine-tune with the HF Trainer on windows of ``finetune.text`` (masks stay fixed, quantizers in place)."""
     from transformers import Trainer, TrainingArguments
 
@@ -540,7 +540,15 @@ def finetune(model, tok, cfg: dict, output_dir: str) -> dict:
     train = [{"input_ids": x, "labels": x} for x in windows]
     args = {"output_dir": os.path.join(output_dir, "finetune"), "report_to": [], "save_strategy": "no",
             "per_device_train_batch_size": 1, "logging_steps": 10, "seed": cfg.get("seed", 0),
-            "use_cpu": next(model.parameters()).device.type == "cpu", **(ft.get("args") or {})}
+            "use_cpu": next(model.parameters()).device.type == "cpu", "disable_tqdm": not progress,
+            **(ft.get("args") or {})}
+    fields = getattr(TrainingArguments, "__dataclass_fields__", {})
+    if "warmup_ratio" in args and "warmup_ratio" not in fields:
+        # transformers 5 folded warmup_ratio into warmup_steps (a float in [0, 1) is a ratio of the total steps)
+        ratio = args.pop("warmup_ratio")
+        if args.get("warmup_steps"):
+            raise RunError("finetune.args: give warmup_ratio or warmup_steps, not both")
+        args["warmup_steps"] = float(ratio)
     try:
         targs = TrainingArguments(**args)
     except TypeError as e:
@@ -653,7 +661,7 @@ def run(cfg: dict, output_dir: Optional[str] = None, progress: bool = True) -> d
     results["stages"] = []
     for step in plan:
         if step == "finetune":
-            results["finetune"] = finetune(model, tok, cfg, output_dir)
+            results["finetune"] = finetune(model, tok, cfg, output_dir, progress)
         else:
             results["stages"].append(run_stages(model, tok, step, cfg, progress))
     results["evaluation"] = evaluate(model, tok, cfg, progress)

@@ -157,7 +157,8 @@ def test_tiny_model_run_with_finetuning(tmp_path, arch, stories):
                                      "sparsity": "2:4"}],
                            mlp[1]: [{"layer_ids": "all", "weight": "mxfp4", "activation": "fp16"}]},
            "finetune": {"text": TEXT, "rows": [0.0, 0.01], "seqlen": 32,
-                        "args": {"max_steps": 3, "per_device_train_batch_size": 2, "learning_rate": 1e-3}},
+                        "args": {"max_steps": 3, "per_device_train_batch_size": 2, "learning_rate": 1e-3,
+                                 "warmup_ratio": 0.25}},  # the seed's key (transformers 5: a float warmup_steps)
            "evaluation": {"perplexity": {"dataset": TEXT, "rows": [0.9, 1.0], "seqlen": 32, "max_windows": 4,
                                          "batch_size": 2}},
            "save": True}
