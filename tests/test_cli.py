@@ -295,3 +295,50 @@ def test_readme_main_command_is_a_config_run():
     assert os.path.exists(os.path.join(ROOT, "configs", "stories260K-inference.yaml"))
     second = section.split("```bash\n", 2)[2].split("```", 1)[0].strip()
     assert second == "python -m pytest -q tests"  # the test command stays as it was
+
+
+@needs_data
+def test_lm_eval_results_are_reported_apart_from_token_perplexity(tmp_path, monkeypatch):
+    import qsparse.eval.harness as harness
+
+    seen = {}
+
+    def fake(model, tok, **spec):
+        seen.update(spec)
+        return {"results": {"qsparse_text": {"word_perplexity": 321.5, "bits_per_byte": 2.25}}}
+
+    monkeypatch.setattr(harness, "lm_eval_tasks", fake)
+    out = tmp_path / "o"
+    assert main(["--log-level", "ERROR", "run", os.path.join(CONFIGS, "stories260K-inference.yaml"), "--output-dir",
+                 str(out), "--no-progress", "evaluation.baseline=false", "evaluation.perplexity.0.seqlen=64",
+                 "evaluation.perplexity.0.max_windows=1", f"data_dir={DATA}",
+                 f"evaluation.lm_eval={{text: {TEXT}, limit: 2}}"]) == 0
+    assert seen["text"] == TEXT and seen["limit"] == 2
+    lines = (out / "results.txt").read_text().splitlines()
+    assert lines[0].startswith("Perplexity: ")
+    assert "lm-eval qsparse_text word_perplexity: 321.500000" in lines
+    assert "lm-eval qsparse_text bits_per_byte: 2.250000" in lines
+
+
+@needs_data
+def test_sensitivity_and_search_on_stories(tmp_path):
+    cfg = os.path.join(CONFIGS, "opt-6.7b-layerwise-sensitivity.yaml")
+    out = tmp_path / "sens"
+    quick = [f"data_dir={DATA}", "dtype=float32", "evaluation.perplexity.0.seqlen=64",
+             "evaluation.perplexity.0.max_windows=1"]
+    assert main(["--log-level", "ERROR", "sensitivity", cfg, "--model", STORIES, "--layer-types", "fc1",
+                 "--layer-ids", "4", "--output-dir", str(out), "--no-progress", *quick]) == 0
+    state = json.loads((out / "sensitivity.json").read_text())
+    cell = state["cells"]["fc1:4"]
+    # fc1 of the OPT config is the gate and up projections of this Llama, 2:4 INT4 on layer 4 only
+    assert set(cell["compression"]) == {"gate_proj", "up_proj"}
+    assert cell["compression"]["gate_proj"][0]["layer_ids"] == [4] and cell["compression"]["gate_proj"][0]["N"] == 2
+    assert (out / "sensitivity.png").exists() and (out / "sensitivity.csv").read_text().startswith("layer_type,")
+    out = tmp_path / "search"
+    assert main(["--log-level", "ERROR", "search", os.path.join(CONFIGS, "stories260K-search.yaml"), "--output-dir",
+                 str(out), "--no-progress", "--n-trials", "2", f"data_dir={DATA}", "search.sampler=random",
+                 "evaluation.perplexity.0.seqlen=64", "evaluation.perplexity.0.max_windows=1"]) == 0
+    assert len(json.loads((out / "trials.json").read_text())) == 2
+    best = yaml.safe_load((out / "best_run.yaml").read_text())
+    assert best["compression"] == yaml.safe_load((out / "best_layers.yaml").read_text())
+    qsparse.load_config(best["compression"] or {})

@@ -284,3 +284,28 @@ def test_lm_eval_wrapper(tmp_path, tiny):
     words = sum(len(d.split()) for d in docs)
     assert r["word_perplexity"] == pytest.approx(math.exp(-ll / words), rel=1e-4)
     assert r["byte_perplexity"] == pytest.approx(math.exp(-ll / sum(len(d.encode()) for d in docs)), rel=1e-4)
+
+
+@needs_data
+def test_lm_eval_accuracy_objective(tmp_path, tiny, monkeypatch):
+    import qsparse.eval.harness as harness
+
+    folder, _, _, _ = tiny
+    calls = []
+
+    def fake(model, tok, **spec):  # accuracy falls with the number of quantized modules: checks the plumbing
+        calls.append(spec)
+        n = len(qsparse.integrations.patched_modules(model))
+        return {"results": {spec["tasks"][0]: {"acc": 1.0 / (1 + n)}}}
+
+    monkeypatch.setattr(harness, "lm_eval_tasks", fake)
+    path = search_config(tmp_path, folder, objectives=["lm_eval:piqa:acc", "bits_per_weight"])
+    out = tmp_path / "s"
+    assert main(["--log-level", "ERROR", "search", path, "--output-dir", str(out), "--no-progress", "--n-trials",
+                 "2", "evaluation.lm_eval={tasks: [piqa], limit: 5}"]) == 0
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert pareto["directions"] == ["maximize", "minimize"]
+    assert calls and all(c["tasks"] == ["piqa"] and c["limit"] == 5 for c in calls)
+    for t in json.loads((out / "trials.json").read_text()):
+        n = sum(len(e["layer_ids"]) if e["layer_ids"] != "all" else 3 for es in t["compression"].values() for e in es)
+        assert t["metrics"]["lm_eval:piqa:acc"] == pytest.approx(1.0 / (1 + n))
