@@ -38,7 +38,7 @@ def _ints(text: str) -> List[int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
 
 
-def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, config: bool = True, out: str = "runs/<config name>") -> None:
     if config:
         p.add_argument("config", help="run config (YAML): model, compression, stages, finetune, evaluation")
         p.add_argument("overrides", nargs="*", metavar="key=value",
@@ -47,7 +47,7 @@ def _common(p: argparse.ArgumentParser, config: bool = True) -> None:
                    help="model to use instead of the config's: a hub id, a Hugging Face folder, a llama2.c .bin or "
                         "a folder holding one (its tokenizer is the tok*.bin next to it); layer types and indices "
                         "written for another model are adapted (see adapt in docs/cli.md)")
-    p.add_argument("--output-dir", default=None, help="where results go (default runs/<config name>)")
+    p.add_argument("--output-dir", default=None, help=f"where results go (default {out})")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluate a model (optionally patched): GPTQ-protocol token perplexity and "
                        "lm-eval tasks")
-    _common(e, config=False)
+    _common(e, config=False, out="runs/eval")
     e.add_argument("--compression", default=None, help="per-layer YAML or recipe to patch the model with first")
     e.add_argument("--dataset", action="append", default=None,
                    help="text to measure perplexity on: a path (text or jsonl) or wikitext2 / c4 (repeatable; "
@@ -89,16 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sensitivity", help="compress one layer (type x index) at a time, evaluate, and write a table "
                        "and a heatmap of the perplexity change (resumable)", epilog=EPILOG)
-    _common(s)
+    _common(s, out="runs/<config name>-sensitivity")
     s.add_argument("--layer-types", type=_csv, default=None,
                    help="comma-separated layer types (default: the config's sensitivity.layer_types)")
     s.add_argument("--layer-ids", type=_ints, default=None, help="comma-separated decoder indices (default all)")
 
     q = sub.add_parser("search", help="mixed-precision search with Optuna over formats, bits, group sizes and "
                        "sparsity; writes the Pareto front and the best config (resumable)", epilog=EPILOG)
-    _common(q)
-    q.add_argument("--sampler", choices=("random", "tpe", "nsga2", "nsga3", "qmc"), default=None,
-                   help="Optuna sampler (default: the config's search.sampler, else tpe)")
+    _common(q, out="runs/<config name>-search")
+    q.add_argument("--sampler", choices=("random", "tpe", "nsga2", "nsga3", "qmc", "grid"), default=None,
+                   help="Optuna sampler (default: the config's search.sampler, else tpe); grid: every combination")
     q.add_argument("--n-trials", type=int, default=None, help="trials in total (a resumed study runs the rest)")
 
     d = sub.add_parser("describe", help="number formats: grid, range and storage cost")
@@ -158,7 +158,7 @@ def cmd_eval(args) -> int:
 
 def cmd_compress(args) -> int:
     from .integrations.hf_quantizer import save_pretrained
-    from .run import load_model, run_stages, split_stages
+    from .run import load_model, prepare_compression, run_stages, split_stages
     from .config import atomic_write_text
 
     cfg = _load(args)
@@ -167,6 +167,11 @@ def cmd_compress(args) -> int:
         raise ValueError(f"{args.config}: compress needs stages (e.g. [{{sparsegpt: {{sparsity: '2:4'}}}}])")
     out = _out(args, cfg)
     model, tok = load_model(cfg["model"], cfg.get("tokenizer"), cfg.get("dtype", "float32"), cfg.get("device", "auto"))
+    comp, _ = prepare_compression(cfg, model)
+    if comp is not None:  # formats set by patching (activations, ...) before the one-shot stages, as qsparse run does
+        from . import patch_model
+
+        patch_model(model, comp)
     reports = [run_stages(model, tok, [s for run_ in plan for s in run_], cfg, progress=not args.no_progress)]
     os.makedirs(out, exist_ok=True)
     save_pretrained(model, os.path.join(out, "model"))
