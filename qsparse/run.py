@@ -358,7 +358,11 @@ def load_model(spec: str, tokenizer: Optional[str] = None, dtype: str = "float32
             raise FileNotFoundError(f"model {spec!r} does not exist")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        model = AutoModelForCausalLM.from_pretrained(spec, dtype=DTYPES[dtype])
+        import transformers
+
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        key = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"  # the keyword's name before 4.56
+        model = AutoModelForCausalLM.from_pretrained(spec, **{key: DTYPES[dtype]})
         tok = AutoTokenizer.from_pretrained(tokenizer or spec)
     model = model.to(DTYPES[dtype])
     if device == "auto":
