@@ -104,3 +104,21 @@ def test_seqlen_is_capped_and_checked():
         model_seqlen(M(), 1024)
     with pytest.raises(ValueError, match="seqlen=1"):
         model_seqlen(M(), 1)
+
+
+def test_max_windows_takes_the_first_windows():
+    from hf_models import tiny_model
+
+    model = tiny_model("llama")
+    ids = torch.randint(0, 128, (200,), generator=torch.Generator().manual_seed(3))
+    total = 0.0
+    with torch.no_grad():
+        for i in range(2):
+            w = ids[i * 32:(i + 1) * 32]
+            logp = torch.log_softmax(model(w[None]).logits[0].double(), dim=-1)
+            total += -logp[torch.arange(31), w[1:]].mean().item()
+    got = perplexity(model, None, ids, seqlen=32, max_windows=2, progress=False)
+    assert got.windows == 2 and got.ppl == pytest.approx(math.exp(total / 2), rel=1e-6)
+    assert perplexity(model, None, ids, seqlen=32, progress=False).windows == 6  # floor(200 / 32)
+    with pytest.raises(ValueError, match="max_windows=0"):
+        perplexity(model, None, ids, seqlen=32, max_windows=0)

@@ -106,7 +106,7 @@ def window_losses(model, windows: torch.Tensor, batch_size: int = 1, progress: b
 
 def perplexity(model, tokenizer=None, text_or_dataset="wikitext2", *, seqlen: Optional[int] = None,
                batch_size: int = 1, protocol: Optional[str] = None, split: str = "test",
-               progress: bool = True) -> PerplexityResult:
+               max_windows: Optional[int] = None, progress: bool = True) -> PerplexityResult:
     """Token perplexity of a causal LM under the GPTQ protocol.
 
     text_or_dataset: a path (plain text, or jsonl rows with ``"text"``), ``"wikitext2"`` / ``"c4"`` (from the
@@ -114,7 +114,12 @@ def perplexity(model, tokenizer=None, text_or_dataset="wikitext2", *, seqlen: Op
         ids ([N] or [windows, seqlen]: used as given).
     protocol: ``"wikitext"`` (joined rows, consecutive windows) or ``"c4"`` (256 random windows); None picks
         ``c4`` for the dataset named c4, else ``wikitext``.
-    seqlen: None = 2048 capped by the model's context."""
+    seqlen: None = 2048 capped by the model's context.
+    max_windows: evaluate only the first ``max_windows`` windows (a quick estimate, not the protocol's figure;
+        ``windows`` in the result says how many were used). None: all of them."""
+    if max_windows is not None and (isinstance(max_windows, bool) or not isinstance(max_windows, int)
+                                    or max_windows < 1):
+        raise ValueError(f"max_windows={max_windows!r} is not allowed; expected None or an int >= 1")
     seqlen = model_seqlen(model, seqlen)
     if isinstance(text_or_dataset, torch.Tensor):
         ids = text_or_dataset
@@ -136,6 +141,8 @@ def perplexity(model, tokenizer=None, text_or_dataset="wikitext2", *, seqlen: Op
         rows = rows_of(text_or_dataset, split="validation" if protocol == "c4" else split)
         windows = c4_windows(tokenizer, rows, seqlen) if protocol == "c4" else wikitext_windows(tokenizer, rows,
                                                                                                  seqlen)
+    if max_windows is not None:
+        windows = windows[:max_windows]
     losses = window_losses(model, windows, batch_size=batch_size, progress=progress)
     s = windows.shape[1]
     nll_sum = float((losses * s).sum())
