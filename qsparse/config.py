@@ -68,7 +68,9 @@ SEED_DEFAULTS = {
     "device": "cpu",
 }
 SEED_KEYS = frozenset(SEED_DEFAULTS)
-EXPLICIT_KEYS = frozenset({"weight", "activation", "sparsity", "sparsify_first", "mask_mode"})
+EXPLICIT_KEYS = frozenset({"weight", "activation", "sparsity", "sparsify_first", "mask_mode", "transform",
+                           "transform_group"})
+TRANSFORMS = ("hadamard",)
 
 
 def _fail(key: str, value: Any, allowed: str) -> None:
@@ -182,7 +184,10 @@ class LayerConfig:
     weight / activation: a :class:`Format` (or name) or None (full precision). sparsity: a
     :class:`SparsityConfig` (or "2:4", (2, 4), 0.5) or None (dense). sparsify_first: mask before quantizing the
     weight (the seed's ``first: s``) or after. mask_mode: ``"fixed"`` (computed once, masked weights kept at 0)
-    or ``"dynamic"`` (recomputed from the weight at every forward).
+    or ``"dynamic"`` (recomputed from the weight at every forward). transform: None or ``"hadamard"``: the input
+    and the weight are rotated by the normalized Walsh-Hadamard transform of every ``transform_group`` consecutive
+    input features (a power of two dividing in_features, 128 by default) before they are quantized, as FP-Quant
+    does; the rotations cancel in the product (H is orthonormal and symmetric), so only the quantization sees them.
     """
 
     weight: Optional[Format] = None
@@ -190,6 +195,8 @@ class LayerConfig:
     sparsity: Optional[SparsityConfig] = None
     sparsify_first: bool = True
     mask_mode: str = "fixed"
+    transform: Optional[str] = None
+    transform_group: int = 128
     version: int = CONFIG_VERSION
 
     def __post_init__(self):
@@ -198,6 +205,14 @@ class LayerConfig:
         object.__setattr__(self, "sparsity", SparsityConfig.parse(self.sparsity))
         _as_bool("sparsify_first", self.sparsify_first)
         _as_choice("mask_mode", self.mask_mode, MASK_MODES)
+        if self.transform is not None:
+            _as_choice("transform", self.transform, TRANSFORMS)
+            g = self.transform_group
+            if isinstance(g, bool) or not isinstance(g, int) or g < 1 or g > 8192 or g & (g - 1):
+                _fail("transform_group", g, "a power of two from 1 to 8192")
+            if self.sparsity is not None:
+                _fail("transform", self.transform, "not with sparsity: a mask of the rotated weight is not a mask of "
+                      "the weight (rotate dense layers, or prune without a transform)")
         if self.version != CONFIG_VERSION:
             _fail("version", self.version, f"this qsparse reads version {CONFIG_VERSION}")
 
@@ -214,6 +229,7 @@ class LayerConfig:
             "sparsity": self.sparsity.to_dict() if self.sparsity else None,
             "sparsify_first": self.sparsify_first,
             "mask_mode": self.mask_mode,
+            **({"transform": self.transform, "transform_group": self.transform_group} if self.transform else {}),
         }
 
     @classmethod

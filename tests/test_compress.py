@@ -296,3 +296,25 @@ def test_stories260k_perplexity_orderings(stories, record_property):
     print("stories260K perplexities:", {k: round(v, 3) for k, v in ppl.items()})
     assert ppl["gptq"] < ppl["rtn"]
     assert ppl["sparsegpt"] < ppl["wanda"] < ppl["magnitude"]
+
+
+def test_gptq_in_the_rotated_basis():
+    model = tiny_model("llama", layers=2)
+    qsparse.patch_model(model, {"config_groups": {"all": {
+        "targets": ["re:.*layers\\.\\d+\\..*_proj$"], "weight": "mxfp4", "transform": "hadamard",
+        "transform_group": 32}}})
+    ref = copy.deepcopy(model)
+    qsparse.compress(model, [{"gptq": {"weight": "mxfp4"}}], _windows(), batch_size=4, progress=False)
+    for name, m in model.named_modules():
+        if isinstance(m, BFPLinear):
+            assert m.config.transform == "hadamard" and m.weight_qparams is not None, name
+            w = m.effective_weight()  # rotated, then quantized with the records GPTQ fitted
+            rtn = dict(ref.named_modules())[name].effective_weight()
+            assert torch.equal(qsparse.fake_quant(w, "mxfp4"), w)  # on the MXFP4 grid of its own blocks
+            assert not torch.equal(w, rtn)
+    x = _windows(2, 16, seed=9)
+    with torch.no_grad():
+        assert torch.isfinite(model(x).logits).all()
+    with pytest.raises(ValueError, match="transform_group"):
+        qsparse.compress(tiny_model("llama", layers=1), [{"gptq": {"weight": "int4", "transform": "hadamard",
+                                                                    "transform_group": 128}}], _windows())

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import qsparse
 from qsparse import BFPLinear, Format, LayerConfig, reference
 from helpers import reference_effective_weight
 
@@ -215,3 +216,44 @@ def test_float64_layer_with_a_format_fails_clearly():
     layer = BFPLinear.from_linear(torch.nn.Linear(8, 4).double(), weight="int4")
     with pytest.raises(TypeError, match="float64"):
         layer(torch.randn(2, 8, dtype=torch.float64))
+
+
+# ---- Hadamard rotation -------------------------------------------------------------------------------------------
+
+
+def test_hadamard_transform_layer_equals_its_definition():
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 24)
+    x = torch.randn(3, 5, 64)
+    plain = BFPLinear.from_linear(lin, transform="hadamard", transform_group=32)
+    # no quantization: the rotations cancel (H is orthonormal), up to float32 rounding
+    torch.testing.assert_close(plain(x), lin(x), rtol=1e-5, atol=1e-5)
+    q = BFPLinear.from_linear(lin, weight="mxfp4", activation="mxfp4", transform="hadamard", transform_group=32)
+    xr = qsparse.hadamard(x, 32)
+    wr = qsparse.hadamard(lin.weight.detach(), 32)
+    exp = F.linear(qsparse.fake_quant(xr, "mxfp4"), qsparse.fake_quant(wr, "mxfp4"), lin.bias)
+    assert torch.equal(q(x), exp)
+    # the rotation changes what quantization sees: not the same as quantizing unrotated
+    unrot = BFPLinear.from_linear(lin, weight="mxfp4", activation="mxfp4")
+    assert not torch.equal(unrot(x), q(x))
+    y = q(x.requires_grad_())
+    y.sum().backward()  # straight through the quantizers, exact through the rotations
+    # d(sum y)/dx = (1 Wq) R^T = hadamard(1 Wq): one rotation (R is symmetric)
+    torch.testing.assert_close(x.grad, qsparse.hadamard(torch.ones(3, 5, 24) @ qsparse.fake_quant(wr, "mxfp4"), 32),
+                               rtol=1e-5, atol=1e-5)
+    lin2 = q.to_linear()
+    torch.testing.assert_close(lin2.weight, qsparse.hadamard(qsparse.fake_quant(wr, "mxfp4"), 32), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(transform="fourier"), "transform"),
+    (dict(transform="hadamard", transform_group=48), "power of two"),
+    (dict(transform="hadamard", transform_group=0), "power of two"),
+    (dict(transform="hadamard", sparsity="2:4"), "sparsity"),
+    (dict(transform="hadamard", transform_group=128), "does not divide"),
+])
+def test_transform_validation(kw, match):
+    with pytest.raises(ValueError, match=match):
+        BFPLinear(64, 8, **kw)

@@ -46,7 +46,8 @@ logger = logging.getLogger("qsparse")
 METHODS = ("gptq", "sparsegpt", "wanda", "magnitude")
 _COMMON = {"targets", "ignore"}
 _OPTIONS = {
-    "gptq": _COMMON | {"weight", "group_size", "actorder", "static_groups", "blocksize", "percdamp", "activation"},
+    "gptq": _COMMON | {"weight", "group_size", "actorder", "static_groups", "blocksize", "percdamp", "activation",
+                       "transform", "transform_group"},
     "sparsegpt": _COMMON | {"sparsity", "weight", "group_size", "static_groups", "blocksize", "percdamp",
                             "activation"},
     "wanda": _COMMON | {"sparsity", "activation"},
@@ -141,6 +142,13 @@ def _stage(entry, path: str) -> Stage:
             raise ValueError(f"{where}: actorder with a grouped format needs static_groups: true here (a module "
                              "keeps one scale per run of consecutive columns); qsparse.algorithms.gptq has both")
         opts["static_groups"] = True
+    if "transform_group" in opts and "transform" not in opts:
+        raise ValueError(f"{where}.transform_group: give transform: hadamard too")
+    if "transform" in opts:
+        try:
+            LayerConfig(transform=opts["transform"], transform_group=opts.get("transform_group", 128))
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
     if "blocksize" in opts and (isinstance(opts["blocksize"], bool) or not isinstance(opts["blocksize"], int)
                                 or opts["blocksize"] < 1):
         raise ValueError(f"{where}.blocksize={opts['blocksize']!r} is not allowed; expected an int >= 1")
@@ -299,6 +307,14 @@ def _check_modules(model: nn.Module, stage: Stage, prefix: str, per_layer: Dict[
             if m.weight.dtype not in (torch.float32, torch.float16, torch.bfloat16):
                 raise ValueError(f"{stage.path}: {name} has {m.weight.dtype} weights; compress float32, float16 or "
                                  "bfloat16 models")
+            try:
+                cfg = _new_config(m, stage)
+            except ValueError as e:
+                raise ValueError(f"{stage.path}: {name}: {e}") from None
+            in_f = m.weight.shape[1] if isinstance(m, nn.Linear) else m.weight.shape[0]
+            if cfg.transform is not None and in_f % cfg.transform_group:
+                raise ValueError(f"{stage.path}: {name} has {in_f} input features, not a multiple of transform_group="
+                                 f"{cfg.transform_group}")
             if isinstance(m, BFPLinear) and m.config.mask_mode == "dynamic" and stage.sparsity is not None:
                 raise ValueError(f"{stage.path}: {name} recomputes its mask every forward (mask_mode: dynamic), "
                                  "which would discard the pruning; patch it with mask_mode: fixed")
@@ -314,6 +330,10 @@ def _new_config(m: nn.Module, stage: Stage) -> LayerConfig:
     if stage.sparsity is not None:
         d["sparsity"] = stage.sparsity.to_dict()
         d["mask_mode"] = "fixed"
+    opts = dict(stage.options)
+    if "transform" in opts:
+        d["transform"] = opts["transform"]
+        d["transform_group"] = opts.get("transform_group", 128)
     return LayerConfig.from_dict(d)
 
 
@@ -420,6 +440,12 @@ def _accumulate(layer: nn.Module, rels: List[str], batches, stat_cls) -> Dict[st
     return stats
 
 
+def _hadamard(x: torch.Tensor, group: int) -> torch.Tensor:
+    from .. import ops
+
+    return ops.hadamard(x.contiguous(), group)
+
+
 def _apply_result(parent_layer: nn.Module, rel: str, stage: Stage, weight: Optional[torch.Tensor],
                   mask: Optional[torch.Tensor], qparams: Optional[torch.Tensor] = None) -> BFPLinear:
     modules = dict(parent_layer.named_modules())
@@ -466,10 +492,18 @@ def _compress_group(layer: nn.Module, rels: List[str], stage: Stage, stats: Dict
         dead = 0
         weight = mask = qparams = None
         if stage.method == "gptq":
-            res = alg.gptq(W, stats[rel].H, stage.weight, preserve_mask=existing,
+            cfg = _new_config(m, stage)
+            H = stats[rel].H
+            if cfg.transform is not None:  # quantize the rotated weight under the rotated inputs' Hessian R H R
+                g = cfg.transform_group
+                W = _hadamard(W, g)
+                H = _hadamard(_hadamard(H, g).t().contiguous(), g).t()
+            res = alg.gptq(W, H, stage.weight, preserve_mask=existing,
                            **{k: v for k, v in opts.items() if k in ("actorder", "static_groups", "blocksize",
                                                                       "percdamp")})
             weight, qparams, loss, damp, dead = res.weight, res.qparams, res.loss, res.damp, res.dead_columns
+            if cfg.transform is not None:  # stored in the input's basis; the module rotates it back at forward
+                weight = _hadamard(weight, cfg.transform_group)
         elif stage.method == "sparsegpt":
             res = alg.sparsegpt(W, stats[rel].H, fmt=stage.weight, **nm,
                                 **{k: v for k, v in opts.items() if k in ("static_groups", "blocksize", "percdamp")})

@@ -81,6 +81,9 @@ class BFPLinear(nn.Linear):
     # ---- configuration -------------------------------------------------------------------------------------------
 
     def _set_config(self, cfg: LayerConfig) -> None:
+        if cfg.transform is not None and self.in_features % cfg.transform_group:
+            raise ValueError(f"transform_group={cfg.transform_group} does not divide in_features={self.in_features}; "
+                             "the Hadamard rotation works on whole groups of input features")
         self.config = cfg
         self._w_args = _functional.op_args(cfg.weight) if cfg.weight is not None else None
         self._a_args = _functional.op_args(cfg.activation) if cfg.activation is not None else None
@@ -126,7 +129,10 @@ class BFPLinear(nn.Linear):
         lin = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
                         device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
-            lin.weight.copy_(self.effective_weight() if materialize else self.weight)
+            w = self.effective_weight() if materialize else self.weight
+            if materialize and self.config.transform is not None:  # back to the input's basis (H is its own inverse)
+                w = _ops.hadamard(w.contiguous(), self.config.transform_group)
+            lin.weight.copy_(w)
             if self.bias is not None:
                 lin.bias.copy_(self.bias)
         return lin
@@ -246,7 +252,8 @@ class BFPLinear(nn.Linear):
     _compile_seed = 0x5EED  # stochastic rounding under torch.compile uses a fixed key (a traced graph has no RNG draw)
 
     def effective_weight(self) -> torch.Tensor:
-        """The weight the layer multiplies by: masked and fake-quantized."""
+        """The weight the layer multiplies by: masked and fake-quantized (rotated first with a transform, so the
+        product with the rotated input is the layer's output)."""
         mask = self._current_mask()
         cacheable = (not self.training and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
                      and not (self._w_args is not None and self._w_args[2] == 1))
@@ -257,12 +264,13 @@ class BFPLinear(nn.Linear):
                    None if qp is None else (qp._version, qp.data_ptr()))
             if key == self._cache_key:
                 return self._cache
+        w = self.weight
+        if self.config.transform is not None:
+            w = _ops.hadamard(w.contiguous(), self.config.transform_group)
         if self._w_args is not None:
-            w = self._quant(self.weight, self._w_args, mask, self.weight_qparams)
+            w = self._quant(w, self._w_args, mask, self.weight_qparams)
         elif mask is not None:
-            w = torch.where(mask, self.weight, torch.zeros((), dtype=self.weight.dtype, device=self.weight.device))
-        else:
-            w = self.weight
+            w = torch.where(mask, w, torch.zeros((), dtype=w.dtype, device=w.device))
         if cacheable:
             self._cache_key, self._cache = key, w
         return w
@@ -271,6 +279,8 @@ class BFPLinear(nn.Linear):
         if self.config.is_dense:
             return F.linear(input, self.weight, self.bias)
         w = self.effective_weight()
+        if self.config.transform is not None:
+            input = _ops.hadamard(input.contiguous(), self.config.transform_group)
         if self._a_args is not None:
             input = self._quant(input, self._a_args, None)
         return F.linear(input, w, self.bias)
