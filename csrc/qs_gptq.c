@@ -37,28 +37,8 @@ int32_t qs_gptq_block_cpu(const qs_quant_params *params, int64_t rows, int64_t b
                                m_cs, keep, group, q, q_stride, err, e_stride, loss, &kt, &lt));
     QS_TRY(qs_check_threads(num_threads));
     if (rows == 0 || bcols == 0) return QS_OK;
-    jb.kt = params != NULL ? &kt : NULL;
-    jb.lt = &lt;
-    jb.rows = rows;
-    jb.bcols = bcols;
-    jb.w = w;
-    jb.w_rs = w_rs;
-    jb.w_cs = w_cs;
-    jb.hinv = hinv;
-    jb.h_stride = h_stride;
-    jb.qp = params != NULL && kt.family != QS_FAMILY_FLOAT ? qp : NULL;
-    jb.qp_stride = qp_stride;
-    jb.slot = slot;
-    jb.mask = mask;
-    jb.m_rs = m_rs;
-    jb.m_cs = m_cs;
-    jb.keep = keep;
-    jb.group = group;
-    jb.q = q;
-    jb.q_stride = q_stride;
-    jb.err = err;
-    jb.e_stride = e_stride;
-    jb.loss = loss;
+    qs_gptq_job_fill(&jb, params != NULL ? &kt : NULL, &lt, rows, bcols, w, w_rs, w_cs, hinv, h_stride, qp,
+                     qp_stride, slot, mask, m_rs, m_cs, keep, group, q, q_stride, err, e_stride, loss);
     /* about bcols^2 / 2 updates per row */
     nt = qs_thread_count(num_threads, rows * (bcols > 64 ? bcols : 64) * 8);
     (void)nt; /* only read by OpenMP pragmas */

@@ -37,6 +37,38 @@ typedef struct qs_gptq_job {
     double *loss;
 } qs_gptq_job;
 
+/* A job from qs_gptq_block_*'s arguments (checked); kt/lt are the call's traits, NULL kt without quantization. */
+static inline void qs_gptq_job_fill(qs_gptq_job *jb, const qs_kernel_traits *kt, const qs_lut_traits *lt,
+                                    int64_t rows, int64_t bcols, float *w, int64_t w_rs, int64_t w_cs,
+                                    const float *hinv, int64_t h_stride, const int32_t *qp, int64_t qp_stride,
+                                    const int64_t *slot, uint8_t *mask, int64_t m_rs, int64_t m_cs, int32_t keep,
+                                    int32_t group, float *q, int64_t q_stride, float *err, int64_t e_stride,
+                                    double *loss) {
+    const int32_t records = kt != NULL && kt->family != QS_FAMILY_FLOAT;
+    jb->kt = kt;
+    jb->lt = lt;
+    jb->rows = rows;
+    jb->bcols = bcols;
+    jb->w = w;
+    jb->w_rs = w_rs;
+    jb->w_cs = w_cs;
+    jb->hinv = hinv;
+    jb->h_stride = h_stride;
+    jb->qp = records ? qp : NULL;
+    jb->qp_stride = qp_stride;
+    jb->slot = records ? slot : NULL;
+    jb->mask = mask;
+    jb->m_rs = m_rs;
+    jb->m_cs = m_cs;
+    jb->keep = keep;
+    jb->group = group;
+    jb->q = q;
+    jb->q_stride = q_stride;
+    jb->err = err;
+    jb->e_stride = e_stride;
+    jb->loss = loss;
+}
+
 /* Whether score a (at index ia) ranks above score b (at ib < or > ia): larger first, NaN largest, ties to the lower
    index (qs_nm_mask_cpu's rule). */
 QS_HD int32_t qs_ranks_above(float a, int64_t ia, float b, int64_t ib) {

@@ -48,25 +48,9 @@ int32_t qs_gptq_block_cuda(const qs_quant_params *params, int64_t rows, int64_t 
                                m_cs, keep, group, q, q_stride, err, e_stride, loss, &kt, &lt));
     if (rows == 0 || bcols == 0) return QS_OK;
     QS_TRY(qs_cuda_begin(device, &sms));
-    memset(&jb, 0, sizeof jb);
-    jb.rows = rows;
-    jb.bcols = bcols;
-    jb.w = w;
-    jb.w_rs = w_rs;
-    jb.w_cs = w_cs;
-    jb.hinv = hinv;
-    jb.h_stride = h_stride;
-    jb.qp_stride = qp_stride;
-    jb.mask = mask;
-    jb.m_rs = m_rs;
-    jb.m_cs = m_cs;
-    jb.keep = keep;
-    jb.group = group;
-    jb.q = q;
-    jb.q_stride = q_stride;
-    jb.err = err;
-    jb.e_stride = e_stride;
-    jb.loss = loss;
+    /* kt, lt and the slots are replaced on the device side (the kernel's copies) */
+    qs_gptq_job_fill(&jb, params != NULL ? &kt : NULL, &lt, rows, bcols, w, w_rs, w_cs, hinv, h_stride, qp, qp_stride,
+                     NULL, mask, m_rs, m_cs, keep, group, q, q_stride, err, e_stride, loss);
     if (params != NULL && kt.family != QS_FAMILY_FLOAT) {
         /* the slots are host memory (validated there); the kernel reads a device copy */
         const size_t bytes = (size_t)bcols * sizeof(int64_t);
@@ -75,7 +59,6 @@ int32_t qs_gptq_block_cuda(const qs_quant_params *params, int64_t rows, int64_t 
             (void)cudaFreeAsync(dslot, st);
             return QS_ERR_CUDA;
         }
-        jb.qp = qp;
         jb.slot = dslot;
     }
     qs_gptq_kernel<<<qs_grid(rows, 128, sms, 8, 1), 128, 0, st>>>(jb, kt, lt, params != NULL);

@@ -237,22 +237,8 @@ def _(x, qparams, fmt, group_size, rounding, seed, saturate, scale_mode, compat,
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-def _fake_quant_qparams_setup(ctx, inputs, output):
-    mask, mask_mode = inputs[9], inputs[10]
-    ctx.masked = mask is not None and mask_mode != MASK_NONE
-    if ctx.masked:
-        ctx.save_for_backward(mask)
-
-
-def _fake_quant_qparams_backward(ctx, grad):
-    if ctx.masked:
-        (mask,) = ctx.saved_tensors
-        grad = torch.where(mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-    return (grad,) + (None,) * 10
-
-
-torch.library.register_autograd("qsparse::fake_quant_qparams", _fake_quant_qparams_backward,
-                                setup_context=_fake_quant_qparams_setup)
+# the same arguments at the same positions as fake_quant's (mask 9, mask_mode 10): the same straight-through rule
+torch.library.register_autograd("qsparse::fake_quant_qparams", _fake_quant_backward, setup_context=_fake_quant_setup)
 
 
 def gptq_block(W1: torch.Tensor, Hinv1: torch.Tensor, *, fmt: Optional[str] = None, group_size: int = 0,
