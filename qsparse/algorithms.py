@@ -51,18 +51,26 @@ def _sequences(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
     return x.reshape(-1, x.shape[-1]), n
 
 
+MATMUL_PRECISIONS = ("fp32", "tf32", "bf16")
+
+
 class Hessian:
     """GPTQ's running ``H = (2 / nsamples) sum x x^T`` over every token of every calibration sequence, with
     ``nsamples`` counted in sequences as the reference's ``add_batch`` counts them. ``dtype``: the accumulator
-    (float32, as the reference; float64 for more headroom)."""
+    (float32, as the reference; float64 for more headroom). ``matmul``: the precision of each batch's ``x^T x``:
+    ``fp32`` (default), ``tf32`` (CUDA tensor cores, 10-bit mantissa inputs) or ``bf16`` (inputs rounded to
+    bfloat16); the product is accumulated into H in ``dtype`` either way."""
 
-    def __init__(self, columns: int, device=None, dtype: torch.dtype = torch.float32):
+    def __init__(self, columns: int, device=None, dtype: torch.dtype = torch.float32, matmul: str = "fp32"):
         if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
             raise ValueError(f"columns={columns!r} is not allowed; expected an int >= 1")
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype={dtype} is not allowed; expected torch.float32 or torch.float64")
+        if matmul not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul={matmul!r} is not allowed; expected one of {', '.join(MATMUL_PRECISIONS)}")
         self.H = torch.zeros(columns, columns, dtype=dtype, device=device)
         self.nsamples = 0
+        self.matmul = matmul
 
     @torch.no_grad()
     def add_batch(self, x: torch.Tensor) -> None:
@@ -73,7 +81,18 @@ class Hessian:
         self.H *= self.nsamples / (self.nsamples + n)
         self.nsamples += n
         inp = math.sqrt(2 / self.nsamples) * inp.to(self.H.dtype)
-        self.H.addmm_(inp.t(), inp)
+        if self.matmul == "bf16":
+            b = inp.to(torch.bfloat16)
+            self.H += torch.matmul(b.t(), b).to(self.H.dtype)
+        elif self.matmul == "tf32" and inp.is_cuda:
+            old = torch.backends.cuda.matmul.allow_tf32
+            torch.backends.cuda.matmul.allow_tf32 = True
+            try:
+                self.H.addmm_(inp.t(), inp)
+            finally:
+                torch.backends.cuda.matmul.allow_tf32 = old
+        else:  # fp32 (tf32 on a CPU: no tensor cores, full float32)
+            self.H.addmm_(inp.t(), inp)
 
 
 class InputNorms:

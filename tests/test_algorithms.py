@@ -517,3 +517,16 @@ def test_inverse_hessian_factor_is_gptqs():
     assert torch.equal(U, U.triu())
     torch.testing.assert_close(U.double(), ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
     assert damp == pytest.approx(0.01 * float(torch.diag(H).mean()))
+
+
+def test_hessian_bf16_matmul_is_the_product_of_rounded_inputs():
+    x = _inputs(64, 24, 17).unsqueeze(0)
+    h = alg.Hessian(24, matmul="bf16")
+    h.add_batch(x)
+    b = (math.sqrt(2) * x[0]).to(torch.bfloat16).double()
+    torch.testing.assert_close(h.H.double(), b.t() @ b, rtol=1e-2, atol=1e-2 * float((b.t() @ b).abs().max()))
+    f = alg.Hessian(24)
+    f.add_batch(x)
+    assert not torch.equal(h.H, f.H)
+    with pytest.raises(ValueError, match="matmul"):
+        alg.Hessian(24, matmul="fp8")

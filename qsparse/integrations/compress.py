@@ -25,6 +25,7 @@ a later gptq stage keeps it (its zeros stay zero), so fine-tuning and further st
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -520,8 +521,14 @@ def _compress_group(layer: nn.Module, rels: List[str], stage: Stage, stats: Dict
         logger.debug("%s %s: loss %s, density %.3f", stage.method, f"{layer_name}.{rel}", loss, density)
 
 
+def _matmul_precisions():
+    from ..algorithms import MATMUL_PRECISIONS
+
+    return MATMUL_PRECISIONS
+
+
 def _run_stage(model, stage: Stage, windows: torch.Tensor, true_sequential: bool, batch_size: int,
-               device: torch.device, report: CompressionReport, progress: bool) -> None:
+               device: torch.device, report: CompressionReport, progress: bool, hessian_matmul: str = "fp32") -> None:
     from tqdm.auto import tqdm
 
     from .. import algorithms as alg
@@ -531,7 +538,7 @@ def _run_stage(model, stage: Stage, windows: torch.Tensor, true_sequential: bool
     _check_modules(model, stage, prefix, per_layer)
     needs_data = stage.method != "magnitude"
     inputs = _capture_inputs(model, layers, windows, batch_size, device) if needs_data else None
-    stat_cls = alg.InputNorms if stage.method == "wanda" else alg.Hessian
+    stat_cls = alg.InputNorms if stage.method == "wanda" else functools.partial(alg.Hessian, matmul=hessian_matmul)
     for i in tqdm(range(len(layers)), desc=stage.method, unit="layer", disable=not progress):
         layer = layers[i]
         rels = per_layer.get(i, [])
@@ -576,18 +583,23 @@ def _restore(model: nn.Module, snap) -> None:
 
 
 def compress(model: nn.Module, recipe, calibration=None, *, tokenizer=None, batch_size: int = 8,
-             device: Union[str, torch.device, None] = None, atomic: bool = True,
-             progress: bool = True) -> CompressionReport:
+             device: Union[str, torch.device, None] = None, atomic: bool = True, progress: bool = True,
+             hessian_matmul: str = "fp32") -> CompressionReport:
     """Compress ``model`` in place with a recipe of one-shot stages (see the module doc); returns a report.
 
     calibration: a LongTensor of windows ``[nsamples, seqlen]``, a :class:`Calibration`, or its dict (``{source,
         nsamples, seqlen, seed}``; needs ``tokenizer``). Not needed for magnitude-only recipes.
     device: where each decoder block runs while it is compressed (default: where the model's parameters are).
+    hessian_matmul: the precision of the Hessians' matmuls (``fp32``, ``tf32`` or ``bf16``; accumulated in float32
+        either way: qsparse.algorithms.Hessian).
     atomic: keep a CPU copy of the targeted weights and restore them if anything fails midway (an error, an
         interrupt), so that a failed call leaves the model as it was; False saves that memory.
     Everything is validated before the first module changes. On a Hugging Face model the result is recorded as
     patch_model records it, so ``save_pretrained`` / ``from_pretrained`` round-trip it."""
     rec = load_recipe(recipe)
+    if hessian_matmul not in _matmul_precisions():
+        raise ValueError(f"hessian_matmul={hessian_matmul!r} is not allowed; expected one of "
+                         f"{', '.join(_matmul_precisions())}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r} is not allowed; expected an int >= 1")
     prefix, layers = decoder_layers(model)
@@ -621,7 +633,7 @@ def compress(model: nn.Module, recipe, calibration=None, *, tokenizer=None, batc
         if use_cache is not None:
             cfg.use_cache = False
         for stage in rec.stages:
-            _run_stage(model, stage, windows, rec.true_sequential, batch_size, dev, report, progress)
+            _run_stage(model, stage, windows, rec.true_sequential, batch_size, dev, report, progress, hessian_matmul)
     except BaseException:
         if snap is not None:
             _restore(model, snap)
