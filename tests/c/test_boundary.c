@@ -736,6 +736,104 @@ static void test_magnitude_mask_args(void) {
     MG("cols 0 with real buffers writes nothing", (a_.cols = 0, a_.prune = 0, a_.per_row = 1), QS_OK);
 }
 
+/* qs_gptq_block_cpu, qs_quant_qparams_cpu, qs_fake_quant_qparams_cpu: argument checks in the documented order, a
+   hand-worked block, records written for every group and nothing else. */
+static void test_gptq_and_qparams(void) {
+    /* 2 x 4 block; hinv = identity / 2 on the diagonal plus one off-diagonal entry */
+    float w[2 * 4], q[2 * 4], e[2 * 4], h[16];
+    double loss[2];
+    int32_t qp[2 * 4 * QS_QPARAM_WORDS];
+    int64_t slot[4] = {0, 0, 0, 0};
+    uint8_t mask[2 * 4];
+    qs_quant_params p;
+    int32_t st;
+    int i;
+    memset(&p, 0, sizeof p);
+    p.format = id_int4;
+    p.group_size = QS_GROUP_ROW;
+    p.saturate = -1;
+    memset(h, 0, sizeof h);
+    for (i = 0; i < 4; i++) h[i * 4 + i] = 0.5f;
+    h[0 * 4 + 1] = 0.25f;
+#define GB(PARAMS, ROWS, B, W, RS, CS, HS, QP, QS, SL, M, K, G)                                               \
+    qs_gptq_block_cpu(PARAMS, ROWS, B, W, RS, CS, h, HS, QP, QS, SL, M, 4, 1, K, G, q, 4, e, 4, loss, 1)
+    {
+        const float w0[8] = {0.0625f, 0.125f, 0.1875f, 0.4375f, 0.625f, 0.75f, 0.875f, 1.0f};
+        memcpy(w, w0, sizeof w);
+    }
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 4, NULL, 0, NULL, NULL, 0, 0) == QS_OK, "gptq pruning-free baseline");
+    CHECK(GB(NULL, -1, 4, w, 4, 1, 4, NULL, 0, NULL, NULL, 0, 0) == QS_ERR_INVALID_SIZE, "gptq rows -1");
+    CHECK(GB(NULL, 2, QS_GPTQ_MAX_BLOCK + 1, w, 4, 1, QS_GPTQ_MAX_BLOCK + 1, NULL, 0, NULL, NULL, 0, 0) ==
+              QS_ERR_INVALID_SIZE, "gptq block above the max");
+    CHECK(GB(NULL, 2, 4, w, 0, 1, 4, NULL, 0, NULL, NULL, 0, 0) == QS_ERR_INVALID_STRIDE, "gptq w_rs 0");
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 3, NULL, 0, NULL, NULL, 0, 0) == QS_ERR_INVALID_STRIDE, "gptq h_stride < bcols");
+    CHECK(GB(NULL, 2, 4, NULL, 4, 1, 4, NULL, 0, NULL, NULL, 0, 0) == QS_ERR_NULL_POINTER, "gptq w NULL");
+    CHECK(GB(NULL, 0, 4, NULL, 4, 1, 4, NULL, 0, NULL, NULL, 0, 0) == QS_OK, "gptq empty, NULL pointers");
+    CHECK(GB(&p, 2, 4, w, 4, 1, 4, NULL, 4, slot, NULL, 0, 0) == QS_ERR_NULL_POINTER, "gptq records NULL");
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 4, NULL, 0, NULL, NULL, 2, 4) == QS_ERR_NULL_POINTER, "gptq N:M without a mask");
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 4, NULL, 0, NULL, mask, 5, 4) == QS_ERR_INVALID_ARGUMENT, "gptq keep > group");
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 4, NULL, 0, NULL, mask, 2, 3) == QS_ERR_INVALID_ARGUMENT,
+          "gptq bcols not a multiple of group");
+    CHECK(GB(NULL, 2, 4, w, 4, 1, 4, NULL, 0, NULL, mask, 2, 300) == QS_ERR_INVALID_GROUP, "gptq group 300");
+    p.rounding = QS_ROUND_STOCHASTIC;
+    CHECK(GB(&p, 2, 4, w, 4, 1, 4, qp, 4, slot, NULL, 0, 0) == QS_ERR_UNSUPPORTED, "gptq stochastic");
+    p.rounding = 99;
+    CHECK(GB(&p, 2, 4, w, 4, 1, 4, qp, 4, slot, NULL, 0, 0) == QS_ERR_INVALID_ROUNDING, "gptq rounding 99");
+    p.rounding = QS_ROUND_RNE;
+    p.format = -1;
+    CHECK(GB(&p, 2, 4, w, 4, 1, 4, qp, 4, slot, NULL, 0, 0) == QS_ERR_INVALID_FORMAT, "gptq format -1");
+    p.format = id_int4;
+    slot[3] = 1; /* beyond the one record per row */
+    CHECK(GB(&p, 2, 4, w, 4, 1, 4, qp, 4, slot, NULL, 0, 0) == QS_ERR_INVALID_ARGUMENT, "gptq slot out of range");
+    slot[3] = 0;
+    CHECK(qs_gptq_block_cpu(&p, 2, 4, w, 4, 1, h, 4, qp, 4, slot, NULL, 4, 1, 0, 0, q, 4, e, 4, loss, 4097) ==
+              QS_ERR_INVALID_ARGUMENT, "gptq threads 4097");
+
+    /* records: int4 per row: scale amax / 7, 0.0625 (exact) and 1/7 */
+    st = qs_quant_qparams_cpu(&p, QS_DTYPE_F32, 2, 4, w, 4, NULL, 0, QS_MASK_NONE, NULL, qp, 1, 1);
+    CHECK(st == QS_ERR_INVALID_STRIDE, "qparams stride below one record: %d", st);
+    CHECK(qs_quant_qparams_cpu(&p, QS_DTYPE_F32, 2, 4, w, 4, NULL, 0, QS_MASK_NONE, NULL, NULL, 4, 1) ==
+              QS_ERR_NULL_POINTER, "qparams records NULL");
+    memset(qp, 0x5a, sizeof qp);
+    st = qs_quant_qparams_cpu(&p, QS_DTYPE_F32, 2, 4, w, 4, NULL, 0, QS_MASK_NONE, NULL, qp, 8, 1);
+    CHECK(st == QS_OK, "qparams: %d", st);
+    {
+        float s0, s1;
+        memcpy(&s0, &qp[1], 4);
+        memcpy(&s1, &qp[8 + 1], 4);
+        CHECK(qp[0] == 0 && s0 == 0.0625f && s1 == 1.0f / 7.0f, "qparams values %d %g %g", qp[0], (double)s0,
+              (double)s1);
+        CHECK(qp[4] == 0x5a5a5a5a && qp[12] == 0x5a5a5a5a, "qparams wrote past a row's records");
+    }
+    /* the block with those records: row 0 is on its grid (1, 2, 3, 7 times 0.0625), so q = w, no error and no
+       update */
+    loss[0] = loss[1] = 0.0;
+    st = qs_gptq_block_cpu(&p, 2, 4, w, 4, 1, h, 4, qp, 8, slot, NULL, 4, 1, 0, 0, q, 4, e, 4, loss, 1);
+    CHECK(st == QS_OK, "gptq int4 block: %d", st);
+    {
+        const float want[4] = {0.0625f, 0.125f, 0.1875f, 0.4375f};
+        for (i = 0; i < 4; i++)
+            CHECK(q[i] == want[i] && e[i] == 0.0f && w[i] == want[i], "gptq row 0 col %d: %g %g", i, (double)q[i],
+                  (double)e[i]);
+    }
+    CHECK(loss[0] == 0.0, "gptq row 0 loss %g", loss[0]);
+    /* row 1: s = 1/7; w = 0.625 -> 4/7 (4.375 rounds to 4), err = (0.625 - 4/7) / 0.5, and column 1 moves by
+       err * 0.25 before it is quantized */
+    {
+        const float q0 = 4.0f * (1.0f / 7.0f), e0 = (0.625f - q0) / 0.5f;
+        CHECK(q[4] == q0 && e[4] == e0, "gptq row 1 col 0: %g %g, want %g %g", (double)q[4], (double)e[4],
+              (double)q0, (double)e0);
+        CHECK(w[5] == 0.75f - e0 * 0.25f, "gptq row 1 col 1 updated: %g", (double)w[5]);
+    }
+    /* invalid records read as NaN groups, no undefined behaviour */
+    qp[0] = 7;
+    st = qs_fake_quant_qparams_cpu(&p, QS_DTYPE_F32, 2, 4, w, 4, q, 4, NULL, 0, QS_MASK_NONE, qp, 8, 1);
+    CHECK(st == QS_OK && q[0] != q[0] && q[4] == q[4], "fake_quant_qparams invalid record: %d %g", st, (double)q[0]);
+    CHECK(qs_fake_quant_qparams_cpu(&p, QS_DTYPE_F32, 2, 4, w, 4, q, 4, NULL, 0, QS_MASK_NONE, NULL, 8, 1) ==
+              QS_ERR_NULL_POINTER, "fake_quant_qparams records NULL");
+#undef GB
+}
+
 /* ---- qs_encode_cpu / qs_decode_cpu ---------------------------------------------------------------------------- */
 
 static void enc_expect(int line, const char *what, int32_t fmt, int32_t sat, int64_t n, const float *x,
@@ -1345,6 +1443,7 @@ int main(void) {
     test_magnitude_mask_args();
     test_codec_args();
     test_hadamard();
+    test_gptq_and_qparams();
     test_regressions();
     t1 = seconds();
     printf("  argument checks: %ld, %.1f s (failures so far: %ld)\n", g_checks, t1 - t0, g_failures);
