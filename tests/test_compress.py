@@ -280,10 +280,12 @@ def test_stories260k_perplexity_orderings(stories, record_property):
     model, tok, calib_rows, eval_rows = stories
     cal = C.calibration_windows(tok, calib_rows, nsamples=32, seqlen=256, seed=0)
     ppl = {"dense": _ppl(model, tok, eval_rows)}
-    fmt = "int3_asym"  # int4 is nearly lossless on this model; 3 bits separates the methods
+    fmt = "int4_asym"  # per channel, as the GPTQ paper's tables
     ppl["rtn"] = _ppl(_rtn(model, fmt), tok, eval_rows)
     for name, recipe in {
-        "gptq": [{"gptq": {"weight": fmt}}],
+        # act-order: without it GPTQ int4 is level with RTN on this 260K-parameter model (138.8 vs 138.3 on all 540
+        # held-out windows); with it 136.1 (32 windows) and 135.9 (128 windows)
+        "gptq": [{"gptq": {"weight": fmt, "actorder": True}}],
         "sparsegpt": [{"sparsegpt": {"sparsity": "2:4"}}],
         "wanda": [{"wanda": {"sparsity": "2:4"}}],
     }.items():
