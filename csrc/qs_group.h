@@ -127,6 +127,46 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
     }
 }
 
+/* A QS_FAMILY_LLMQ block's bias (s) from its max |x| (bit pattern b; FORMATS.md sections 2 and 6), in binary32 as
+   llm-mixed-q computes it: bl: clamp(top - ceil(log2 max), 0, 255); bmf: clamp(floor(log2 max), 0, 255); MSFP: the
+   shared exponent clamp(ceil(log2 max), -127, 128). A block of zeros (log2 = -Inf) takes the clamp's end: bl 255,
+   bmf 0, MSFP -127 (only bl's outputs depend on it: zeros become +2^-255, i.e. +0 in binary32). A NaN or Inf
+   makes a NaN block, except under the llm-mixed-q profile, where the source's arithmetic decides (an Inf gives bl
+   bias 0, bmf bias 255; a NaN, or an MSFP exponent of 128, a NaN block). Element rows: the row's bias. */
+QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
+    float l, bias;
+    if (!kt->lq_block) {
+        g->s = kt->lq_bias;
+        return;
+    }
+    if (b > QS_F32_INF_BITS || (b == QS_F32_INF_BITS && !kt->lq_src)) {
+        g->mode = QS_GP_NAN;
+        return;
+    }
+    l = qs_log2f(qs_u2f(b));
+    if (kt->lq_kind == QS_LQ_LOG) bias = qs_clamp_nan(kt->lq_top - (-qs_floor(-l)), 0.0f, kt->lq_bmax);
+    else if (kt->lq_kind == QS_LQ_IEEE) bias = qs_clamp_nan(qs_floor(l), 0.0f, kt->lq_bmax);
+    else bias = qs_clamp_nan(-qs_floor(-l), -127.0f, 128.0f);
+    if (kt->lq_kind == QS_LQ_MSFP && bias > 127.0f) g->mode = QS_GP_NAN; /* 2^128 = Inf: Inf * 0 */
+    g->s = bias;
+}
+
+/* One element of a QS_FAMILY_LLMQ group with bias (MSFP: exponent) s. Default: the magnitude from the source's
+   formula with x's sign (-0.0 kept), |x| <= 1e-8 (the source's isclose threshold) as a signed zero, for
+   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile: the source's blend. */
+QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
+    const int32_t kind = kt->lq_kind;
+    float q;
+    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top);
+    if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale);
+    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(v + 1e-9f) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
+                        kind == QS_LQ_IEEE);
+    if (kt->lq_src) return qs_lq_blend(v, q);
+    if (v != v) return v;
+    if (kind == QS_LQ_MSFP) q = qs_abs(q); /* the sign below */
+    return qs_copysign(qs_abs(v) <= 1e-8f ? 0.0f : q, v);
+}
+
 /* The group's constants from its range (FORMATS.md sections 1-5), in the sources' binary32 operation order. */
 QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
     qs_gparams g;
@@ -135,6 +175,10 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
     g.s = 0.0f;
     g.z = 0.0f;
     g.r = 0.0f;
+    if (fam == QS_FAMILY_LLMQ) {
+        qs_llmq_params(kt, r.amax_bits, &g);
+        return g;
+    }
     if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
                                   : r.amax_bits >= QS_F32_INF_BITS) {
         g.mode = QS_GP_NAN; /* a NaN or Inf in the group: no finite scale */
@@ -181,6 +225,7 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
+    if (fam == QS_FAMILY_LLMQ) return qs_clampf(qs_llmq_elem(v, g, kt), -ymax, ymax); /* log6 2^16 in fp16 */
     if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
         /* v / s, one correctly rounded division (torchao's data_hp / scale); for a power-of-two s, v * (1 / s) with
            the exact reciprocal, the same bits (torchao's to_mx multiplies too) */

@@ -176,7 +176,8 @@ static void test_facts(void) {
               f.scale_kind);
         CHECK(f.default_group > 0 || f.default_group == QS_GROUP_ROW, "format %d default_group %lld", i,
               (long long)f.default_group);
-        CHECK((f.family == QS_FAMILY_FLOAT) == (f.scale_kind == QS_SCALE_NONE),
+        CHECK((f.family == QS_FAMILY_FLOAT || (f.family == QS_FAMILY_LLMQ && !(f.flags & QS_FMT_BLOCK_BIAS))) ==
+                  (f.scale_kind == QS_SCALE_NONE),
               "format %d: element formats, and only they, have no scale", i);
         CHECK(!(f.flags & QS_FMT_HAS_CODES) || (f.bits <= 8 && f.family == QS_FAMILY_FLOAT),
               "format %d has codes but is not an element format of <= 8 bits", i);
@@ -318,6 +319,47 @@ static void test_fake_quant_args(void) {
     FQ("compat bitmod on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
     FQ("compat microxcaling on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_MICROXCALING), QS_OK);
     FQ("compat microxcaling on int", a_.p.compat = QS_COMPAT_MICROXCALING, QS_ERR_INVALID_ARGUMENT);
+    /* llm-mixed-q's formats and profile */
+    FQ("compat llmq on int", a_.p.compat = QS_COMPAT_LLMQ, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on bfp8", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ), QS_OK);
+    FQ("compat llmq on bfp8 per tensor", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+    FQ("compat llmq on bfp8 stochastic", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+       QS_OK);
+    FQ("compat llmq on scaled e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.scale_mode = QS_SCALE_MODE_AMAX, a_.p.group_size = 32), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on e5m2 saturate 0", (a_.p.format = id_e5m2, a_.p.compat = QS_COMPAT_LLMQ, a_.p.saturate = 0,
+       a_.p.group_size = QS_GROUP_ROW), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on fp16", (a_.p.format = id_fp16, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+       QS_ERR_INVALID_ARGUMENT);
+    {
+        int32_t lg = -1, bl = -1, f;
+        qs_format_info fi;
+        for (f = 0; f < qs_format_count(); f++) {
+            if (qs_format_get(f, &fi) != QS_OK || fi.family != QS_FAMILY_LLMQ) continue;
+            if (lg < 0 && !(fi.flags & QS_FMT_BLOCK_BIAS)) lg = f;
+            if (bl < 0 && (fi.flags & QS_FMT_BLOCK_BIAS)) bl = f;
+        }
+        CHECK(lg >= 0 && bl >= 0, "llm-mixed-q element and block rows");
+        FQ("llmq element row", (a_.p.format = lg, a_.p.group_size = QS_GROUP_ROW), QS_OK);
+        FQ("llmq element row compat", (a_.p.format = lg, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+           QS_OK);
+        FQ("llmq element row group 16", (a_.p.format = lg, a_.p.group_size = 16), QS_ERR_INVALID_GROUP);
+        FQ("llmq element row per tensor", (a_.p.format = lg, a_.p.group_size = QS_GROUP_TENSOR), QS_ERR_INVALID_GROUP);
+        FQ("llmq block row group 16", (a_.p.format = bl, a_.p.group_size = 16), QS_OK);
+        FQ("llmq block row per tensor", (a_.p.format = bl, a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+        FQ("llmq block row masked after", (a_.p.format = bl, a_.mm = QS_MASK_AFTER), QS_OK);
+        FQ("llmq stochastic", (a_.p.format = bl, a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ROUNDING);
+        FQ("llmq half away", (a_.p.format = lg, a_.p.rounding = QS_ROUND_HALF_AWAY, a_.p.group_size = QS_GROUP_ROW),
+           QS_ERR_INVALID_ROUNDING);
+        FQ("llmq saturate 0", (a_.p.format = bl, a_.p.saturate = 0), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq saturate 1", (a_.p.format = bl, a_.p.saturate = 1), QS_OK);
+        FQ("llmq scale mode floor", (a_.p.format = bl, a_.p.scale_mode = QS_SCALE_MODE_FLOOR), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq mse", (a_.p.format = bl, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq bitmod", (a_.p.format = bl, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
+    }
     {
         int32_t lut = -1, f;
         qs_format_info fi;
