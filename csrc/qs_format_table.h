@@ -322,6 +322,7 @@ typedef struct qs_kernel_traits {
     double mse_norm;
     int32_t compat;     /* qs_compat */
     int32_t log2_f32;   /* QS_COMPAT_MICROXCALING: FLOOR exponents from the binary32 log2 of the block max */
+    int32_t fpq;        /* QS_COMPAT_FPQUANT (mxfp4 FLOOR, nvfp4 E4M3); tscale then holds the global scale g */
     /* QS_FAMILY_LLMQ (also the llm-mixed-q profile of minifloats and bfp) */
     int32_t lq_kind;    /* QS_LQ_IEEE, QS_LQ_DENORM, QS_LQ_LOG, QS_LQ_MSFP */
     int32_t lq_block;   /* the bias (MSFP: the shared exponent) comes from each block's max */
@@ -398,6 +399,13 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
         if (!(mini || info.family == QS_FAMILY_BFP || info.family == QS_FAMILY_LLMQ)) return QS_ERR_INVALID_ARGUMENT;
         if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX || p->saturate == 0)
             return QS_ERR_INVALID_ARGUMENT;
+    } else if (p->compat == QS_COMPAT_FPQUANT) {
+        /* FP-Quant's E2M1 quantizers: mxfp4 with its FLOOR scale, nvfp4 with its E4M3 scale and global scale */
+        if (!(info.family == QS_FAMILY_SCALED && info.ebits == 2 && info.mbits == 1 &&
+              ((info.default_scale_mode == QS_SCALE_MODE_FLOOR && mode == QS_SCALE_MODE_FLOOR) ||
+               (info.default_scale_mode == QS_SCALE_MODE_E4M3 && mode == QS_SCALE_MODE_E4M3))))
+            return QS_ERR_INVALID_ARGUMENT;
+        if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
     } else if (p->compat == QS_COMPAT_MICROXCALING) {
         if (!((info.family == QS_FAMILY_FLOAT || info.family == QS_FAMILY_SCALED) && mode == QS_SCALE_MODE_FLOOR))
             return QS_ERR_INVALID_ARGUMENT;
@@ -457,6 +465,10 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
     }
     kt->compat = p->compat;
     kt->log2_f32 = p->compat == QS_COMPAT_MICROXCALING;
+    if (p->compat == QS_COMPAT_FPQUANT) {
+        kt->fpq = 1;
+        kt->family = QS_FAMILY_SCALED; /* its MX scale is not a power of two: a division per element */
+    }
     if (info.family == QS_FAMILY_LUT || p->compat == QS_COMPAT_BITMOD) kt->family = QS_FAMILY_LUT;
     if (info.family == QS_FAMILY_LLMQ || p->compat == QS_COMPAT_LLMQ) {
         kt->family = QS_FAMILY_LLMQ;

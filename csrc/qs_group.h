@@ -71,7 +71,23 @@ QS_HD float qs_round_mantissa(float a, int32_t mbits) {
 /* The tensor scale of QS_SCALE_MODE_E4M3 from the tensor's range: amax / (max_elem * 448); NaN when the tensor
    holds a NaN or Inf. */
 QS_HD float qs_tensor_scale(const qs_kernel_traits *kt, qs_range r) {
-    return r.amax_bits >= QS_F32_INF_BITS ? qs_qnan() : qs_u2f(r.amax_bits) / kt->tdiv;
+    if (r.amax_bits >= QS_F32_INF_BITS) return qs_qnan();
+    if (kt->fpq) return r.amax_bits == 0u ? 0.0f : kt->tdiv / qs_u2f(r.amax_bits); /* FP-Quant: 448 * 6 / amax */
+    return qs_u2f(r.amax_bits) / kt->tdiv;
+}
+
+/* FP-Quant's E2M1 rounding: its thresholds (> 5: 6, > 3.5: 4, > 2.5: 3, > 1.75: 2, > 1.25: 1.5, > 0.75: 1,
+   > 0.25: 0.5, else 0), so a tie goes toward zero, with the sign of y > 0 (+0 and NaN give -0). */
+QS_HD float qs_fpq_e2m1(float y) {
+    const float a = qs_abs(y);
+    const float q = a > 5.0f ? 6.0f : a > 3.5f ? 4.0f : a > 2.5f ? 3.0f : a > 1.75f ? 2.0f
+                  : a > 1.25f ? 1.5f : a > 0.75f ? 1.0f : a > 0.25f ? 0.5f : 0.0f;
+    return y > 0.0f ? q : -q;
+}
+
+/* RNE of 0 <= v <= 448 to E4M3 (subnormals in steps of 2^-9; FP-Quant's .to(float8e4nv)). */
+QS_HD float qs_e4m3_rne(float v) {
+    return v >= 0.015625f ? qs_round_mantissa(v, 3) : qs_rint(v * 512.0f) * 0.001953125f;
 }
 
 /* A QS_FAMILY_SCALED group's scale from its finite max |x| (bit pattern b), FORMATS.md sections 3-5 and torchao's
@@ -79,6 +95,26 @@ QS_HD float qs_tensor_scale(const qs_kernel_traits *kt, qs_range r) {
 QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
     const float amax = qs_u2f(b);
     const int32_t mode = kt->scale_mode;
+    if (kt->fpq) {
+        if (mode == QS_SCALE_MODE_FLOOR) {
+            /* 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75: the block max lands in [3, 6) */
+            const int32_t e = b < 0x00800000u ? -126 : (int32_t)(b >> 23) - 127;
+            g->s = qs_exp2i(e - 2) / 0.75f;
+        } else {
+            /* S = e4m3(g * amax / 6), g = kt->tscale (0: an all-zero tensor; NaN: a NaN or Inf in it) */
+            if (!(kt->tscale == kt->tscale)) {
+                g->mode = QS_GP_NAN;
+                return;
+            }
+            g->z = kt->tscale;
+            g->s = kt->tscale == 0.0f ? 0.0f : qs_e4m3_rne(qs_clampf(kt->tscale * amax / 6.0f, 0.0f, 448.0f));
+            /* S = 0 (a block tiny against the tensor): computed as FP-Quant does, x * g / 0 = +-Inf or NaN, q = +-6
+               or -0, times 0: signed zeros (+0 gives -0). An all-zero tensor (g = 0) gives signed zeros (FP-Quant:
+               0 / 0, NaN). */
+            if (kt->tscale == 0.0f) g->mode = QS_GP_ZERO;
+        }
+        return;
+    }
     if (mode == QS_SCALE_MODE_AMAX) {
         g->s = amax / kt->ft.max_normal;
         if (g->s == 0.0f) g->mode = QS_GP_ZERO;
@@ -226,6 +262,11 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
     if (fam == QS_FAMILY_LLMQ) return qs_clampf(qs_llmq_elem(v, g, kt), -ymax, ymax); /* log6 2^16 in fp16 */
+    if (fam == QS_FAMILY_SCALED && kt->fpq) { /* FP-Quant: mxfp4 q(x / s) * s; nvfp4 q(x * g / S) * S / g */
+        /* (a block max above 2^127.7 gives 6 * 2^125 / 0.75 = 2^128: clamped, as integer grids are) */
+        if (kt->scale_mode == QS_SCALE_MODE_FLOOR) return qs_clampf(qs_fpq_e2m1(v / g->s) * g->s, -ymax, ymax);
+        return qs_clampf(qs_fpq_e2m1(v * g->z / g->s) * g->s / g->z, -ymax, ymax);
+    }
     if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
         /* v / s, one correctly rounded division (torchao's data_hp / scale); for a power-of-two s, v * (1 / s) with
            the exact reciprocal, the same bits (torchao's to_mx multiplies too) */

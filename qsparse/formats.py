@@ -34,6 +34,7 @@ COMPAT_PROFILES = {
     "microxcaling": (2, "half_away", "E8M0 floor scales (the MX formats)"),
     "torchao": (0, "rne", "the MX and NVFP4 scales (qsparse's defaults follow torchao)"),
     "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
+    "fpquant": (4, "rne", "mxfp4 (scale floor) and nvfp4 (scale e4m3): FP-Quant's E2M1 quantizers"),
     "llm-mixed-q": (3, "rne", "element-wise minifloats fp{w}_e{E}m{M} (its minifloat_ieee), bfp{w} (its MSFP "
                     "block_fp), log{w}, bl{w}, dmf*, bmf*"),
 }
@@ -298,6 +299,8 @@ def check_compat(info: FormatInfo, compat: Optional[str], mode: str, group_size:
         ok = mode == "floor"
     elif compat == "torchao":
         ok = mode in _POW2_MODES or mode in ("e4m3", "e4m3_block")
+    elif compat == "fpquant":
+        ok = info.name in ("mxfp4", "nvfp4") and mode == info.default_scale_mode
     elif compat == "llm-mixed-q":
         ok = info.family in ("bfp", "llmq") or (info.family == "float" and info.has_codes and mode == "none")
     else:  # hbfp
@@ -526,6 +529,9 @@ class Format:
                 raise ValueError(f"{info.name!r} takes groups or rows, not group_size='tensor'")
             if info.family == "lut" and self.saturate is not None:
                 raise ValueError(f"saturate does not apply to {info.name!r}, a lookup grid")
+        if self.compat == "fpquant" and rounding != "rne":
+            raise ValueError(f"rounding={rounding!r} does not apply under compat='fpquant': FP-Quant rounds by its "
+                             "own thresholds (nearest, a tie toward zero); use None")
         if info.family == "llmq" or self.compat == "llm-mixed-q":
             if rounding != "rne":
                 raise ValueError(f"rounding={rounding!r} does not apply to {info.name!r}"
@@ -638,6 +644,12 @@ sync with the table): one row per format. Exact definitions are in the design sp
   an INT scale is counted as fp16 (16 bits, plus the zero point for `_asym`), an HBFP or E8M0 exponent and an E4M3
   scale as 8 bits. NVFP4 stores one more binary32 scale per tensor. `qsparse.formats.describe(fmt, group_size)`
   gives these figures for any group size.
+- **`compat="fpquant"`** (IST-DASLab/FP-Quant's Triton quantizers, without their rotation): `mxfp4` takes the
+  scale `2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75` in binary32 (not a power of two; the block max lands in
+  [3, 6), never clipped), `y = x / s`, output `q * s`; `nvfp4` the global scale `g = 2688 / amax_tensor`, block
+  scale `S = e4m3(g * amax / 6)` (no lower clamp), `y = x * g / S`, output `q * S / g`; `q` by FP-Quant's
+  thresholds (nearest, a tie toward zero) with the sign of `y > 0` (so +0.0 gives -0.0). Deliberate differences: a
+  block with NaN or Inf is NaN, and an all-zero tensor gives zeros under nvfp4 (FP-Quant: 0/0).
 - **llm-mixed-q's formats** (family `llmq`, FORMATS.md sections 3 and 6): each element's exponent from a binary32
   log2 first, then its mantissa, rounding half to even only. `log{w}` (sign and w-1 exponent bits, bias
   2^(w-2)-1, no zero: 0 becomes +2^emin) and `dmf{w}_e{E}m{M}` (no implicit bit, bias 2^(E-1)-1; a power of two

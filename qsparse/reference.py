@@ -188,6 +188,45 @@ def _blend(x, q):
     return (~close) * q + close * x
 
 
+def _fpq_e2m1(y: torch.Tensor) -> torch.Tensor:
+    """FP-Quant's E2M1 thresholds (nearest, a tie toward zero), sign from y > 0."""
+    a = y.abs()
+    q = torch.zeros_like(a)
+    for t, v in ((0.25, 0.5), (0.75, 1.0), (1.25, 1.5), (1.75, 2.0), (2.5, 3.0), (3.5, 4.0), (5.0, 6.0)):
+        q = torch.where(a > t, torch.tensor(v, dtype=_F32), q)
+    return torch.where(y > 0, q, -q)
+
+
+def fpquant_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
+                       mask: Optional[torch.Tensor] = None, sparsify_first: bool = True) -> torch.Tensor:
+    """Reference of compat='fpquant' (IST-DASLab/FP-Quant's mxfp4 / nvfp4 Triton quantizers without rotation), in
+    binary32 torch operations; E4M3 block scales through torch's float8_e4m3fn cast."""
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
+    mx = name == "mxfp4"
+    g = group_size if group_size is not None else (32 if mx else 16)
+    xg, restore = _group_view(x2, g)
+    amax = xg.abs().amax(dim=1, keepdim=True) if xg.shape[1] else torch.zeros(xg.shape[0], 1, dtype=_F32)
+    bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
+    if mx:
+        e = torch.floor(torch.log2(torch.clamp(amax, min=2.0**-126).to(_F64))).to(_F32)
+        s = torch.exp2(e - 2) / _f32(0.75)
+        y = _fpq_e2m1(xg / s) * s
+    else:
+        at = x2.abs().amax() if x2.numel() else torch.zeros((), dtype=_F32)
+        if not torch.isfinite(x2).all():
+            bad = torch.ones_like(bad)
+        gs = _f32(2688.0) / at
+        S = torch.clamp(gs * amax / _f32(6.0), 0.0, 448.0).to(torch.float8_e4m3fn).to(_F32)
+        y = _fpq_e2m1(xg * gs / S) * S / gs
+        if float(at) == 0.0:
+            y = torch.copysign(torch.zeros_like(xg), xg)
+    y = torch.where(bad, torch.full((), math.nan, dtype=_F32), y)
+    y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    return y.to(dtype).reshape(shape)
+
+
 def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
                     compat: Optional[str] = None, mask: Optional[torch.Tensor] = None,
                     sparsify_first: bool = True) -> torch.Tensor:
@@ -664,6 +703,8 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
     dtype."""
     family, bits = parse_name(name)
+    if compat == "fpquant":
+        return fpquant_fake_quant(x, name, group_size, mask, sparsify_first)
     if family == "llmq" or compat == "llm-mixed-q":
         return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first)
     if family == "lut" or compat == "bitmod":

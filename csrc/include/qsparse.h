@@ -192,7 +192,12 @@ typedef enum qs_compat {
                                    ceil(log2 max)), dmf, bmf, log and bl exactly; its output blend: |x| <= 1e-8 passes
                                    through, -0.0 becomes +0.0, Inf becomes NaN (dmf, bmf, minifloats, bfp); rounding
                                    RNE only */
-    QS_COMPAT_COUNT_ = 4
+    QS_COMPAT_FPQUANT = 4,      /* IST-DASLab/FP-Quant (fp_quant/module/triton/mxfp4.py, nvfp4.py, without the rotation):
+                                   mxfp4: s = 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75 (binary32, not a power of
+                                   two), y = x / s, output q * s; nvfp4: g = 2688 / amax_tensor, S = e4m3(g * amax / 6),
+                                   y = x * g / S, output q * S / g; q by its thresholds (nearest, a tie toward zero)
+                                   and the sign of y > 0 (+0 gives -0); rounding RNE (standing for that rule) */
+    QS_COMPAT_COUNT_ = 5
 } qs_compat;
 
 /* How a group's range is chosen (FORMATS.md section 1). The mse fields of qs_quant_params must be 0 with

@@ -319,6 +319,17 @@ static void test_fake_quant_args(void) {
     FQ("compat bitmod on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
     FQ("compat microxcaling on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_MICROXCALING), QS_OK);
     FQ("compat microxcaling on int", a_.p.compat = QS_COMPAT_MICROXCALING, QS_ERR_INVALID_ARGUMENT);
+    /* FP-Quant's quantizers: mxfp4 (floor) and nvfp4 (e4m3) only, RNE standing for its thresholds */
+    FQ("compat fpquant on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT), QS_OK);
+    FQ("compat fpquant on mxfp4 per tensor", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+    FQ("compat fpquant on mxfp4 rceil", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.scale_mode = QS_SCALE_MODE_RCEIL), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant stochastic", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant on int", a_.p.compat = QS_COMPAT_FPQUANT, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant on scaled e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.scale_mode = QS_SCALE_MODE_E4M3, a_.p.group_size = 16), QS_ERR_INVALID_ARGUMENT);
     /* llm-mixed-q's formats and profile */
     FQ("compat llmq on int", a_.p.compat = QS_COMPAT_LLMQ, QS_ERR_INVALID_ARGUMENT);
     FQ("compat llmq on bfp8", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ), QS_OK);
