@@ -501,7 +501,8 @@ static void test_fake_quant_args(void) {
             /* saturate = 0 is refused where an element grid has no Inf or NaN to overflow to */
             finite_grid = (fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) ||
                           fi.family == QS_FAMILY_SCALED || /* scaled grids always saturate */
-                          fi.family == QS_FAMILY_LUT;      /* nor do lookup grids overflow */
+                          fi.family == QS_FAMILY_LUT ||    /* nor do lookup grids overflow */
+                          fi.family == QS_FAMILY_LLMQ;     /* nor llm-mixed-q's formats (every code finite) */
             snprintf(what, sizeof what, "format %d saturate %d", f, i);
             FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i),
                finite_grid && i == 0 ? QS_ERR_INVALID_ARGUMENT : QS_OK);
