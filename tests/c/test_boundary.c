@@ -523,6 +523,7 @@ static void test_fake_quant_args(void) {
         for (i = 0; i < 8; i++) {
             /* element formats have no groups: only the neutral QS_GROUP_ROW; lookup grids no per-tensor group */
             int32_t want = info.family == QS_FAMILY_FLOAT ||
+                                   (info.family == QS_FAMILY_LLMQ && !(info.flags & QS_FMT_BLOCK_BIAS)) ||
                                    (info.family == QS_FAMILY_LUT && grouped[i] == QS_GROUP_TENSOR)
                                ? QS_ERR_INVALID_GROUP
                                : QS_OK;
