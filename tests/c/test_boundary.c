@@ -1004,8 +1004,13 @@ static void guard_fake_quant(void) {
             const int64_t *groups;
             int n_groups;
             qs_format_get(f, &info);
-            groups = info.family == QS_FAMILY_FLOAT ? element : grouped;
-            n_groups = info.family == QS_FAMILY_FLOAT ? 1 : 5;
+            {
+                /* element formats (also llm-mixed-q's element rows) take no groups */
+                const int elem = info.family == QS_FAMILY_FLOAT ||
+                                 (info.family == QS_FAMILY_LLMQ && !(info.flags & QS_FMT_BLOCK_BIAS));
+                groups = elem ? element : grouped;
+                n_groups = elem ? 1 : 5;
+            }
             for (gi = 0; gi < n_groups; gi++)
                 for (dt = 0; dt < QS_DTYPE_COUNT_; dt++)
                     for (mm = 0; mm < QS_MASK_MODE_COUNT_; mm++)
@@ -1021,6 +1026,8 @@ static void guard_fake_quant(void) {
                                     (rnd == QS_ROUND_STOCHASTIC || rnd == QS_ROUND_HALF_AWAY ||
                                      groups[gi] == QS_GROUP_TENSOR))
                                     continue;
+                                /* llm-mixed-q's formats round half to even only */
+                                if (info.family == QS_FAMILY_LLMQ && rnd != QS_ROUND_RNE) continue;
                                 /* saturate = 0 is refused on element grids without Inf and NaN (checked above) */
                                 if (sat == 0 && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) continue;
                                 const uint8_t *mp = mm == QS_MASK_NONE ? NULL : m.data;
