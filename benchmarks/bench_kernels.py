@@ -62,6 +62,13 @@ FQ_CASES = [  # (label, format, group_size, rounding[, scale_mode])
     ("mixed_bitmod4 g128", "mixed_bitmod4", 128, "rne"),
     ("mixed_bitmod3 g128", "mixed_bitmod3", 128, "rne"),
     ("fp4_e2m1 g128 compat=bitmod", "fp4_e2m1", 128, "rne", None, "bitmod"),
+    # llm-mixed-q's formats (a binary32 log2 per element) and its profile of the minifloats and bfp (MSFP)
+    ("log4", "log4", None, "rne"),
+    ("bl8 b16", "bl8", None, "rne"),
+    ("dmf8_e4m3", "dmf8_e4m3", None, "rne"),
+    ("bmf5_e2m2 b16", "bmf5_e2m2", None, "rne"),
+    ("fp8_e4m3 compat=llm-mixed-q", "fp8_e4m3", None, "rne", None, "llm-mixed-q"),
+    ("bfp8 b16 compat=llm-mixed-q (MSFP)", "bfp8", 16, "rne", None, "llm-mixed-q"),
 ]
 MASK_CASES = [  # (label, kind, args)
     ("nm 2:4", "nm", (2, 4)),
@@ -138,6 +145,8 @@ def run(device: str, dtypes, repeat: int, quick: bool, only: str = ""):
             scaled = f.effective_scale_mode not in ("default", "none")
             kind = ("fake_quant_mixed" if f.info.candidates > 1 else "fake_quant_lut") if (
                 f.info.family == "lut" or compat == "bitmod") else "fake_quant_scaled" if scaled else "fake_quant"
+            if f.info.family == "llmq" or compat == "llm-mixed-q":
+                kind = "fake_quant_llmq"
             rows.append(dict(op=label, kind=kind,
                              dtype=str(dtype).replace("torch.", ""), ms=t * 1e3,
                              clone_ms=clone_t * 1e3, ref_ms=ref_t * 1e3))

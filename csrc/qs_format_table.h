@@ -93,6 +93,30 @@ enum { QS_LUT_SETS(QS_LUT_SET_ID) QS_LUT_SET_COUNT_ };
 #define QS_LUT_ROW(X, set, bits) X(#set, QS_FAMILY_LUT, bits, QS_LUT_SET_##set, 0, 0u, 128, QS_SCALE_MODE_AMAX)
 #define QS_LUT_MX_ROW(X, set, bits) X(#set, QS_FAMILY_LUT, bits, QS_LUT_SET_##set, 0, 0u, 32, QS_SCALE_MODE_FLOOR)
 
+/* llm-mixed-q's formats (FORMATS.md sections 3 and 6), QS_FAMILY_LLMQ: log{w} = 1 sign + (w-1) exponent bits,
+   element-wise, bias 2^(w-2) - 1; bl{w} the same with an 8-bit bias per block of 16; dmf{w}_e{E}m{M} the
+   denormalized minifloat (no implicit bit, bias 2^(E-1) - 1, element-wise; M >= 1); bmf{w}_e{E}m{M} the IEEE-style
+   minifloat with an 8-bit bias per block of 16. Appended after every older row (ids are ABI). */
+#define QS_LOG_ROWS(X, w)                                                                                    \
+    X("log" #w, QS_FAMILY_LLMQ, w, (w) - 1, 0, QS_FMT_LOG, QS_GROUP_ROW, QS_SCALE_MODE_DEFAULT)                \
+    X("bl" #w, QS_FAMILY_LLMQ, w, (w) - 1, 0, QS_FMT_LOG | QS_FMT_BLOCK_BIAS, 16, QS_SCALE_MODE_DEFAULT)
+#define QS_DMF_ROW(X, w, e, m) \
+    X("dmf" #w "_e" #e "m" #m, QS_FAMILY_LLMQ, w, e, m, QS_FMT_DENORM, QS_GROUP_ROW, QS_SCALE_MODE_DEFAULT)
+#define QS_BMF_ROW(X, w, e, m) \
+    X("bmf" #w "_e" #e "m" #m, QS_FAMILY_LLMQ, w, e, m, QS_FMT_BLOCK_BIAS, 16, QS_SCALE_MODE_DEFAULT)
+/* (w, E, M) with w = 1 + E + M, 3 <= w <= 8, E >= 1 */
+#define QS_EM_M0(X, R) R(X, 3, 2, 0) R(X, 4, 3, 0) R(X, 5, 4, 0) R(X, 6, 5, 0) R(X, 7, 6, 0) R(X, 8, 7, 0)
+#define QS_EM_M1(X, R)                                                                                        \
+    R(X, 3, 1, 1) R(X, 4, 1, 2) R(X, 4, 2, 1) R(X, 5, 1, 3) R(X, 5, 2, 2) R(X, 5, 3, 1) R(X, 6, 1, 4)           \
+    R(X, 6, 2, 3) R(X, 6, 3, 2) R(X, 6, 4, 1) R(X, 7, 1, 5) R(X, 7, 2, 4) R(X, 7, 3, 3) R(X, 7, 4, 2)           \
+    R(X, 7, 5, 1) R(X, 8, 1, 6) R(X, 8, 2, 5) R(X, 8, 3, 4) R(X, 8, 4, 3) R(X, 8, 5, 2) R(X, 8, 6, 1)
+#define QS_LLMQ_ROWS(X)                                                                                       \
+    QS_LOG_ROWS(X, 2) QS_LOG_ROWS(X, 3) QS_LOG_ROWS(X, 4) QS_LOG_ROWS(X, 5) QS_LOG_ROWS(X, 6)                  \
+    QS_LOG_ROWS(X, 7) QS_LOG_ROWS(X, 8) QS_EM_M1(X, QS_DMF_ROW) QS_EM_M1(X, QS_BMF_ROW) QS_EM_M0(X, QS_BMF_ROW)
+
+/* The 8-bit block bias of bl and bmf (llm-mixed-q's exponent_bias_width, 8 in its configurations). */
+#define QS_LLMQ_BIAS_BITS 8
+
 #define QS_FORMAT_ROWS(X)                                                                  \
     QS_INT_ROWS(X, 2) QS_INT_ROWS(X, 3) QS_INT_ROWS(X, 4) QS_INT_ROWS(X, 5)                \
     QS_INT_ROWS(X, 6) QS_INT_ROWS(X, 7) QS_INT_ROWS(X, 8)                                  \
@@ -127,7 +151,8 @@ enum { QS_LUT_SETS(QS_LUT_SET_ID) QS_LUT_SET_COUNT_ };
     QS_LUT_ROW(X, mixed_ant4, 4) QS_LUT_ROW(X, mixed_er4, 4) QS_LUT_ROW(X, mixed_ea4, 4)                            \
     QS_LUT_ROW(X, mixed_bitmod4, 4) QS_LUT_ROW(X, mixed_ant3, 3) QS_LUT_ROW(X, mixed_er3, 3)                        \
     QS_LUT_ROW(X, mixed_ea3, 3) QS_LUT_ROW(X, mixed_bitmod3, 3)                                                     \
-    QS_LUT_MX_ROW(X, mx_fp4, 4) QS_LUT_MX_ROW(X, mx_fp3, 3) QS_LUT_MX_ROW(X, mx_int4, 4) QS_LUT_MX_ROW(X, mx_int3, 3)
+    QS_LUT_MX_ROW(X, mx_fp4, 4) QS_LUT_MX_ROW(X, mx_fp3, 3) QS_LUT_MX_ROW(X, mx_int4, 4) QS_LUT_MX_ROW(X, mx_int3, 3) \
+    QS_LLMQ_ROWS(X)
 
 typedef struct qs_format_row {
     const char *name;
@@ -207,6 +232,38 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         out->scale_kind = set->pow2 ? QS_SCALE_SHARED_EXP : QS_SCALE_FLOAT;
         break;
     }
+    case QS_FAMILY_LLMQ: {
+        /* element rows: the fixed bias's grid; block rows: the grid in units of the block's scale (bl: 2^(top -
+           bias), so that its largest value is 1; bmf: 2^-bias) */
+        const int32_t block = (r->flags & QS_FMT_BLOCK_BIAS) != 0u;
+        const int32_t log = (r->flags & QS_FMT_LOG) != 0u;
+        const int32_t top = (1 << r->ebits) - 1; /* largest exponent code */
+        out->bias = block ? 0 : (1 << (r->ebits - 1)) - 1;
+        out->emin = -out->bias;
+        out->emax = top - out->bias;
+        if (log) {
+            if (block) {
+                out->emin = -top;
+                out->emax = 0;
+            }
+            out->max_normal = qs_pow2d(out->emax);
+            out->min_normal = qs_pow2d(out->emin);
+            out->min_subnormal = out->min_normal;
+        } else if (r->flags & QS_FMT_DENORM) {
+            /* 2^e * mi / 2^M, 1 <= mi <= 2^M - 1; "normal": the top mantissa bit set */
+            out->max_normal = qs_pow2d(out->emax) * (1.0 - qs_pow2d(-r->mbits));
+            out->min_normal = qs_pow2d(out->emin - 1);
+            out->min_subnormal = qs_pow2d(out->emin - r->mbits);
+        } else {
+            /* minifloat_ieee: the binade e = -bias is subnormal, normals from 2^(1 - bias) */
+            out->max_normal = qs_pow2d(out->emax) * (2.0 - qs_pow2d(-r->mbits));
+            out->min_normal = qs_pow2d(out->emin + 1);
+            out->min_subnormal = qs_pow2d(out->emin + 1 - r->mbits);
+            out->flags |= QS_FMT_HAS_SUBNORMALS;
+        }
+        out->scale_kind = block ? QS_SCALE_SHARED_EXP : QS_SCALE_NONE;
+        break;
+    }
     default: { /* QS_FAMILY_FLOAT and QS_FAMILY_SCALED: the element grid */
         int32_t top = (1 << r->ebits) - 1; /* all-ones exponent field */
         double frac_max;
@@ -236,7 +293,8 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         break;
     }
     }
-    if (r->family != QS_FAMILY_FLOAT && r->family != QS_FAMILY_SCALED && r->family != QS_FAMILY_LUT) {
+    if (r->family != QS_FAMILY_FLOAT && r->family != QS_FAMILY_SCALED && r->family != QS_FAMILY_LUT &&
+        r->family != QS_FAMILY_LLMQ) {
         out->max_normal = (double)out->qmax;
     }
     return QS_OK;
@@ -264,6 +322,15 @@ typedef struct qs_kernel_traits {
     double mse_norm;
     int32_t compat;     /* qs_compat */
     int32_t log2_f32;   /* QS_COMPAT_MICROXCALING: FLOOR exponents from the binary32 log2 of the block max */
+    int32_t fpq;        /* QS_COMPAT_FPQUANT (mxfp4 FLOOR, nvfp4 E4M3); tscale then holds the global scale g */
+    /* QS_FAMILY_LLMQ (also the llm-mixed-q profile of minifloats and bfp) */
+    int32_t lq_kind;    /* QS_LQ_IEEE, QS_LQ_DENORM, QS_LQ_LOG, QS_LQ_MSFP */
+    int32_t lq_block;   /* the bias (MSFP: the shared exponent) comes from each block's max */
+    int32_t lq_src;     /* QS_COMPAT_LLMQ: the source's output blend and its NaN/Inf block behaviour */
+    float lq_bias;      /* element rows: the exponent bias */
+    float lq_top;       /* the largest exponent code: 2^E - 1 (log: 2^(w-1) - 1) */
+    float lq_scale;     /* 2^M */
+    float lq_bmax;      /* the largest block bias, 2^8 - 1 */
 } qs_kernel_traits;
 
 /* The element grid of a FLOAT or SCALED row: rounding constants and overflow value. */
@@ -307,7 +374,12 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
         if (p->saturate == 0 || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
         if (p->group_size == QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     } else if (p->scale_mode != QS_SCALE_MODE_DEFAULT) {
-        return QS_ERR_INVALID_ARGUMENT; /* INT and BFP scales are fixed by the format */
+        return QS_ERR_INVALID_ARGUMENT; /* INT, BFP and LLMQ scales are fixed by the format */
+    }
+    if (info.family == QS_FAMILY_LLMQ) {
+        /* the sources' torch.round: half to even, nothing else; every code finite */
+        if (p->rounding != QS_ROUND_RNE) return QS_ERR_INVALID_ROUNDING;
+        if (p->saturate == 0 || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
     }
     if (p->compat < 0 || p->compat >= QS_COMPAT_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (p->compat == QS_COMPAT_BITMOD) {
@@ -320,6 +392,20 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
             return QS_ERR_INVALID_ARGUMENT;
         if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
         if (p->group_size == QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
+    } else if (p->compat == QS_COMPAT_LLMQ) {
+        /* its minifloats (element-wise, <= 8 bits), its MSFP (bfp{w}), its own formats; RNE */
+        const int32_t mini = info.family == QS_FAMILY_FLOAT && (info.flags & QS_FMT_HAS_CODES) &&
+                             mode == QS_SCALE_MODE_NONE;
+        if (!(mini || info.family == QS_FAMILY_BFP || info.family == QS_FAMILY_LLMQ)) return QS_ERR_INVALID_ARGUMENT;
+        if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX || p->saturate == 0)
+            return QS_ERR_INVALID_ARGUMENT;
+    } else if (p->compat == QS_COMPAT_FPQUANT) {
+        /* FP-Quant's E2M1 quantizers: mxfp4 with its FLOOR scale, nvfp4 with its E4M3 scale and global scale */
+        if (!(info.family == QS_FAMILY_SCALED && info.ebits == 2 && info.mbits == 1 &&
+              ((info.default_scale_mode == QS_SCALE_MODE_FLOOR && mode == QS_SCALE_MODE_FLOOR) ||
+               (info.default_scale_mode == QS_SCALE_MODE_E4M3 && mode == QS_SCALE_MODE_E4M3))))
+            return QS_ERR_INVALID_ARGUMENT;
+        if (p->rounding != QS_ROUND_RNE || p->observer != QS_OBSERVER_MINMAX) return QS_ERR_INVALID_ARGUMENT;
     } else if (p->compat == QS_COMPAT_MICROXCALING) {
         if (!((info.family == QS_FAMILY_FLOAT || info.family == QS_FAMILY_SCALED) && mode == QS_SCALE_MODE_FLOOR))
             return QS_ERR_INVALID_ARGUMENT;
@@ -379,7 +465,30 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
     }
     kt->compat = p->compat;
     kt->log2_f32 = p->compat == QS_COMPAT_MICROXCALING;
+    if (p->compat == QS_COMPAT_FPQUANT) {
+        kt->fpq = 1;
+        kt->family = QS_FAMILY_SCALED; /* its MX scale is not a power of two: a division per element */
+    }
     if (info.family == QS_FAMILY_LUT || p->compat == QS_COMPAT_BITMOD) kt->family = QS_FAMILY_LUT;
+    if (info.family == QS_FAMILY_LLMQ || p->compat == QS_COMPAT_LLMQ) {
+        kt->family = QS_FAMILY_LLMQ;
+        kt->lq_src = p->compat == QS_COMPAT_LLMQ;
+        kt->lq_bmax = (float)((1 << QS_LLMQ_BIAS_BITS) - 1);
+        kt->lq_scale = (float)qs_pow2d(info.mbits);
+        if (info.family == QS_FAMILY_BFP) { /* MSFP: 8-bit shared exponent, bias 127 */
+            kt->lq_kind = QS_LQ_MSFP;
+            kt->lq_block = 1;
+        } else if (info.family == QS_FAMILY_FLOAT) { /* minifloat_ieee with the default bias */
+            kt->lq_kind = QS_LQ_IEEE;
+            kt->lq_bias = (float)((1 << (info.ebits - 1)) - 1);
+            kt->lq_top = (float)((1 << info.ebits) - 1);
+        } else {
+            kt->lq_kind = (info.flags & QS_FMT_LOG) ? QS_LQ_LOG : (info.flags & QS_FMT_DENORM) ? QS_LQ_DENORM : QS_LQ_IEEE;
+            kt->lq_block = (info.flags & QS_FMT_BLOCK_BIAS) != 0u;
+            kt->lq_bias = (float)info.bias;
+            kt->lq_top = (float)((1 << info.ebits) - 1);
+        }
+    }
     return QS_OK;
 }
 

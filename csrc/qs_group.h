@@ -71,7 +71,23 @@ QS_HD float qs_round_mantissa(float a, int32_t mbits) {
 /* The tensor scale of QS_SCALE_MODE_E4M3 from the tensor's range: amax / (max_elem * 448); NaN when the tensor
    holds a NaN or Inf. */
 QS_HD float qs_tensor_scale(const qs_kernel_traits *kt, qs_range r) {
-    return r.amax_bits >= QS_F32_INF_BITS ? qs_qnan() : qs_u2f(r.amax_bits) / kt->tdiv;
+    if (r.amax_bits >= QS_F32_INF_BITS) return qs_qnan();
+    if (kt->fpq) return r.amax_bits == 0u ? 0.0f : kt->tdiv / qs_u2f(r.amax_bits); /* FP-Quant: 448 * 6 / amax */
+    return qs_u2f(r.amax_bits) / kt->tdiv;
+}
+
+/* FP-Quant's E2M1 rounding: its thresholds (> 5: 6, > 3.5: 4, > 2.5: 3, > 1.75: 2, > 1.25: 1.5, > 0.75: 1,
+   > 0.25: 0.5, else 0), so a tie goes toward zero, with the sign of y > 0 (+0 and NaN give -0). */
+QS_HD float qs_fpq_e2m1(float y) {
+    const float a = qs_abs(y);
+    const float q = a > 5.0f ? 6.0f : a > 3.5f ? 4.0f : a > 2.5f ? 3.0f : a > 1.75f ? 2.0f
+                  : a > 1.25f ? 1.5f : a > 0.75f ? 1.0f : a > 0.25f ? 0.5f : 0.0f;
+    return y > 0.0f ? q : -q;
+}
+
+/* RNE of 0 <= v <= 448 to E4M3 (subnormals in steps of 2^-9; FP-Quant's .to(float8e4nv)). */
+QS_HD float qs_e4m3_rne(float v) {
+    return v >= 0.015625f ? qs_round_mantissa(v, 3) : qs_rint(v * 512.0f) * 0.001953125f;
 }
 
 /* A QS_FAMILY_SCALED group's scale from its finite max |x| (bit pattern b), FORMATS.md sections 3-5 and torchao's
@@ -79,6 +95,26 @@ QS_HD float qs_tensor_scale(const qs_kernel_traits *kt, qs_range r) {
 QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
     const float amax = qs_u2f(b);
     const int32_t mode = kt->scale_mode;
+    if (kt->fpq) {
+        if (mode == QS_SCALE_MODE_FLOOR) {
+            /* 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75: the block max lands in [3, 6) */
+            const int32_t e = b < 0x00800000u ? -126 : (int32_t)(b >> 23) - 127;
+            g->s = qs_exp2i(e - 2) / 0.75f;
+        } else {
+            /* S = e4m3(g * amax / 6), g = kt->tscale (0: an all-zero tensor; NaN: a NaN or Inf in it) */
+            if (!(kt->tscale == kt->tscale)) {
+                g->mode = QS_GP_NAN;
+                return;
+            }
+            g->z = kt->tscale;
+            g->s = kt->tscale == 0.0f ? 0.0f : qs_e4m3_rne(qs_clampf(kt->tscale * amax / 6.0f, 0.0f, 448.0f));
+            /* S = 0 (a block tiny against the tensor): computed as FP-Quant does, x * g / 0 = +-Inf or NaN, q = +-6
+               or -0, times 0: signed zeros (+0 gives -0). An all-zero tensor (g = 0) gives signed zeros (FP-Quant:
+               0 / 0, NaN). */
+            if (kt->tscale == 0.0f) g->mode = QS_GP_ZERO;
+        }
+        return;
+    }
     if (mode == QS_SCALE_MODE_AMAX) {
         g->s = amax / kt->ft.max_normal;
         if (g->s == 0.0f) g->mode = QS_GP_ZERO;
@@ -127,6 +163,46 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
     }
 }
 
+/* A QS_FAMILY_LLMQ block's bias (s) from its max |x| (bit pattern b; FORMATS.md sections 2 and 6), in binary32 as
+   llm-mixed-q computes it: bl: clamp(top - ceil(log2 max), 0, 255); bmf: clamp(floor(log2 max), 0, 255); MSFP: the
+   shared exponent clamp(ceil(log2 max), -127, 128). A block of zeros (log2 = -Inf) takes the clamp's end: bl 255,
+   bmf 0, MSFP -127 (only bl's outputs depend on it: zeros become +2^-255, i.e. +0 in binary32). A NaN or Inf
+   makes a NaN block, except under the llm-mixed-q profile, where the source's arithmetic decides (an Inf gives bl
+   bias 0, bmf bias 255; a NaN, or an MSFP exponent of 128, a NaN block). Element rows: the row's bias. */
+QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
+    float l, bias;
+    if (!kt->lq_block) {
+        g->s = kt->lq_bias;
+        return;
+    }
+    if (b > QS_F32_INF_BITS || (b == QS_F32_INF_BITS && !kt->lq_src)) {
+        g->mode = QS_GP_NAN;
+        return;
+    }
+    l = qs_log2f(qs_u2f(b));
+    if (kt->lq_kind == QS_LQ_LOG) bias = qs_clamp_nan(kt->lq_top - (-qs_floor(-l)), 0.0f, kt->lq_bmax);
+    else if (kt->lq_kind == QS_LQ_IEEE) bias = qs_clamp_nan(qs_floor(l), 0.0f, kt->lq_bmax);
+    else bias = qs_clamp_nan(-qs_floor(-l), -127.0f, 128.0f);
+    if (kt->lq_kind == QS_LQ_MSFP && bias > 127.0f) g->mode = QS_GP_NAN; /* 2^128 = Inf: Inf * 0 */
+    g->s = bias;
+}
+
+/* One element of a QS_FAMILY_LLMQ group with bias (MSFP: exponent) s. Default: the magnitude from the source's
+   formula with x's sign (-0.0 kept), |x| <= 1e-8 (the source's isclose threshold) as a signed zero, for
+   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile: the source's blend. */
+QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
+    const int32_t kind = kt->lq_kind;
+    float q;
+    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top);
+    if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale);
+    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(v + 1e-9f) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
+                        kind == QS_LQ_IEEE);
+    if (kt->lq_src) return qs_lq_blend(v, q);
+    if (v != v) return v;
+    if (kind == QS_LQ_MSFP) q = qs_abs(q); /* the sign below */
+    return qs_copysign(qs_abs(v) <= 1e-8f ? 0.0f : q, v);
+}
+
 /* The group's constants from its range (FORMATS.md sections 1-5), in the sources' binary32 operation order. */
 QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const int32_t fam) {
     qs_gparams g;
@@ -135,6 +211,10 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
     g.s = 0.0f;
     g.z = 0.0f;
     g.r = 0.0f;
+    if (fam == QS_FAMILY_LLMQ) {
+        qs_llmq_params(kt, r.amax_bits, &g);
+        return g;
+    }
     if (fam == QS_FAMILY_INT_ASYM ? (r.kmax >= QS_KEY_POS_INF || r.kmin <= QS_KEY_NEG_INF)
                                   : r.amax_bits >= QS_F32_INF_BITS) {
         g.mode = QS_GP_NAN; /* a NaN or Inf in the group: no finite scale */
@@ -181,6 +261,12 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
+    if (fam == QS_FAMILY_LLMQ) return qs_clampf(qs_llmq_elem(v, g, kt), -ymax, ymax); /* log6 2^16 in fp16 */
+    if (fam == QS_FAMILY_SCALED && kt->fpq) { /* FP-Quant: mxfp4 q(x / s) * s; nvfp4 q(x * g / S) * S / g */
+        /* (a block max above 2^127.7 gives 6 * 2^125 / 0.75 = 2^128: clamped, as integer grids are) */
+        if (kt->scale_mode == QS_SCALE_MODE_FLOOR) return qs_clampf(qs_fpq_e2m1(v / g->s) * g->s, -ymax, ymax);
+        return qs_clampf(qs_fpq_e2m1(v * g->z / g->s) * g->s / g->z, -ymax, ymax);
+    }
     if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
         /* v / s, one correctly rounded division (torchao's data_hp / scale); for a power-of-two s, v * (1 / s) with
            the exact reciprocal, the same bits (torchao's to_mx multiplies too) */

@@ -62,6 +62,14 @@ QS_HD qs_lut_gp qs_qp_lut(const int32_t *rec, const qs_lut_traits *lt, int32_t *
 QS_HD float qs_qp_quant(float v, const int32_t *rec, const qs_kernel_traits *kt, const qs_lut_traits *lt,
                         uint32_t u24, float ymax) {
     if (kt->family == QS_FAMILY_FLOAT) return qs_round_float(v, &kt->ft, kt->rounding, u24);
+    if (kt->family == QS_FAMILY_LLMQ && !kt->lq_block) { /* element rows: the row's own bias, no record */
+        qs_gparams g;
+        g.mode = QS_GP_QUANT;
+        g.s = kt->lq_bias;
+        g.z = 0.0f;
+        g.r = 0.0f;
+        return qs_quant_elem(v, u24, &g, kt, kt->family, kt->rounding, ymax);
+    }
     if (kt->family == QS_FAMILY_LUT) {
         int32_t c;
         const qs_lut_gp g = qs_qp_lut(rec, lt, &c);

@@ -26,6 +26,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
     case QS_FAMILY_SCALED: qs_run_scaled(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED_POW2: qs_run_scaled_pow2(jb, u0, u1, fixed); break;
     case QS_FAMILY_LUT: qs_run_lut(jb, u0, u1); break;
+    case QS_FAMILY_LLMQ: qs_run_llmq(jb, u0, u1, fixed); break;
     default: qs_run_float(jb, u0, u1, fixed); break;
     }
 }
@@ -63,6 +64,7 @@ static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     case QS_FAMILY_BFP: return qs_group_params(kt, r, QS_FAMILY_BFP);
     case QS_FAMILY_SCALED: return qs_group_params(kt, r, QS_FAMILY_SCALED);
     case QS_FAMILY_SCALED_POW2: return qs_group_params(kt, r, QS_FAMILY_SCALED_POW2);
+    case QS_FAMILY_LLMQ: return qs_group_params(kt, r, QS_FAMILY_LLMQ);
     default: return qs_group_params(kt, r, QS_FAMILY_FLOAT);
     }
 }
@@ -115,7 +117,7 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     qs_lut_traits lut;
     qs_gparams fixed = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
     int64_t units, per_chunk, chunks;
-    int32_t per_tensor, spans;
+    int32_t per_tensor, spans, elementwise;
     int nt;
     if (rows == 0 || cols == 0) return QS_OK;
 
@@ -145,8 +147,11 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     (void)nt; /* only read by OpenMP pragmas */
 
     /* Per-tensor calls and the tensor scale of QS_SCALE_MODE_E4M3 first reduce the whole tensor. */
-    per_tensor = params->group_size == QS_GROUP_TENSOR && kt.family != QS_FAMILY_FLOAT;
-    spans = per_tensor || kt.family == QS_FAMILY_FLOAT;
+    /* element-wise: QS_FAMILY_FLOAT and the element rows of QS_FAMILY_LLMQ (their bias is the row's) */
+    elementwise = kt.family == QS_FAMILY_FLOAT || (kt.family == QS_FAMILY_LLMQ && !kt.lq_block);
+    per_tensor = params->group_size == QS_GROUP_TENSOR && !elementwise;
+    spans = per_tensor || elementwise;
+    if (elementwise && kt.family == QS_FAMILY_LLMQ) fixed.s = kt.lq_bias;
     if (qp_in != NULL) {
         if (per_tensor) fixed = qs_qp_gparams(qp_in); /* records hold the outcome: no statistics needed */
     } else if (per_tensor ||

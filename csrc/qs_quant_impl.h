@@ -1,7 +1,7 @@
 /*
  * qs_quant_impl.h -- the CPU fake-quantization kernels, instantiated once per format family by
  * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c, qs_quant_float.c and
- * qs_quant_scaled.c (both scaled families); the lookup grids have their own kernel (qs_quant_lut.c); the entry
+ * qs_quant_scaled.c (both scaled families) and qs_quant_llmq.c; the lookup grids have their own kernel (qs_quant_lut.c); the entry
  * point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for the conventions.
  */
 #ifndef QS_QUANT_IMPL_H
@@ -109,7 +109,7 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
             if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
             y = qs_quant_elem(v, u24, &g, &kt, fam, rounding, qs_dtype_max(dt));
             if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
-            if (fam == QS_FAMILY_FLOAT) qs_store(yr, c0 + i, dt, y);
+            if (fam == QS_FAMILY_FLOAT || fam == QS_FAMILY_LLMQ) qs_store(yr, c0 + i, dt, y); /* may be NaN */
             else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
         }
     }
@@ -226,7 +226,8 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
     range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
                fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
     g = qs_group_params(jb->kt, r, fam);
-    if (fam != QS_FAMILY_BFP && fam != QS_FAMILY_FLOAT && fam != QS_FAMILY_SCALED_POW2 && jb->kt->observer &&
+    if (fam != QS_FAMILY_BFP && fam != QS_FAMILY_FLOAT && fam != QS_FAMILY_SCALED_POW2 && fam != QS_FAMILY_LLMQ &&
+        jb->kt->observer &&
         g.mode == QS_GP_QUANT)
         g = mse_search(jb, r, g, row, c0, n, 0, fam, dt);
     if (jb->qp_out != NULL) {
@@ -299,6 +300,7 @@ void qs_run_bfp(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixe
 void qs_run_float(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled_pow2(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_llmq(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1);
 
 #endif /* QS_QUANT_IMPL_H */

@@ -16,6 +16,7 @@
 #ifndef QS_SCALAR_H
 #define QS_SCALAR_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -400,6 +401,84 @@ QS_HD int32_t qs_bfp_exponent(float amax) {
     uint32_t b = qs_f2u(m);
     int32_t e = (int32_t)((b >> 23) & 0xffu) - 127;
     return e + ((b & 0x7fffffu) != 0u ? 1 : 0);
+}
+
+/* ---- llm-mixed-q's exponent-first quantizers (FORMATS.md sections 2, 3 and 6) ---------------------------------- */
+
+/* Every one takes the exponent of |x| from a binary32 log2 first, then the mantissa, as the source does in torch
+   float32 (ChengZhang-98/llm-mixed-q: quantizers/log.py, minifloat.py, block_fp.py). Each line below is one binary32
+   operation in the source's order; log2 is the correctly rounded binary32 log2, computed as the double log2 rounded
+   to binary32 (the source's torch.log2 agrees wherever its own result is correctly rounded). Exponents stay floats
+   until clamped, so that NaN and +-Inf flow through the clamps as in torch. */
+
+/* 2^k in binary32 for a float k that is an integer, NaN or +-Inf: 0 below -149, Inf above 127, NaN for NaN. */
+QS_HD float qs_pow2f(float k) {
+    if (!(k == k)) return k;
+    if (k < -149.0f) return 0.0f;
+    if (k > 127.0f) return qs_u2f(QS_F32_INF_BITS);
+    return qs_exp2i((int32_t)k);
+}
+
+QS_HD float qs_log2f(float v) { return (float)log2((double)v); }
+
+/* torch.clamp with float bounds: NaN stays NaN. */
+QS_HD float qs_clamp_nan(float v, float lo, float hi) {
+    return v != v ? v : (v < lo ? lo : (v > hi ? hi : v));
+}
+
+/* torch.sign: -1, 0 or +1; 0 for NaN. */
+QS_HD float qs_signf(float v) { return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f); }
+
+/* Which quantizer (qs_kernel_traits.lq_kind). */
+enum { QS_LQ_IEEE = 0, QS_LQ_DENORM = 1, QS_LQ_LOG = 2, QS_LQ_MSFP = 3 };
+
+/* Base-2 log (log{w}, bl{w}), bias b, exponent codes 0..top: c = 0.1 * 2^-b, e = clamp(round(log2(|x| + c)),
+   -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two. */
+QS_HD float qs_lq_log(float x, float b, float top) {
+    const float c = qs_pow2f(-b) * 0.1f;
+    const float sign = qs_signf(x + c);
+    const float v = qs_abs(x) + c;
+    const float e = qs_clamp_nan(qs_rint(qs_log2f(v)), -b, top - b);
+    return sign * qs_pow2f(e);
+}
+
+/* The magnitude of a minifloat element of llm-mixed-q with bias b, exponent codes 0..top and M mantissa bits:
+   DENORM (no implicit bit): e = clamp(ceil(log2(|x| + 1e-9)), -b, top - b), mi = clamp(round(|x| / 2^e * 2^M),
+   0, 2^M - 1), 2^e * mi / 2^M; IEEE (implicit bit, minifloat_ieee): e = clamp(floor(log2(|x| + 1e-9)), -b,
+   top - b); e == -b is the subnormal binade, mi = clamp(round(|x| / 2^e * 2^M / 2), 0, 2^M - 1), 2^e * mi / 2^M * 2;
+   otherwise mi = clamp(round(|x| / 2^e * 2^M - 2^M), 0, 2^M - 1), 2^e * (1 + mi / 2^M): a mantissa that rounds up
+   to 2 is clamped, never carried. `sign` multiplies 2^e first, as the source writes sign * 2^e * mantissa. */
+QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee) {
+    const float v = qs_abs(x);
+    const float l = qs_log2f(v + 1e-9f);
+    const float e = qs_clamp_nan(ieee ? qs_floor(l) : -qs_floor(-l), -b, top - b);
+    const float p = qs_pow2f(e);
+    const float mant = v / p;
+    float m;
+    if (!ieee) {
+        m = qs_clamp_nan(qs_rint(mant * S), 0.0f, S - 1.0f) / S;
+    } else if (e == -b) {
+        m = qs_clamp_nan(qs_rint(mant * S / 2.0f), 0.0f, S - 1.0f) / S * 2.0f;
+    } else {
+        m = 1.0f + qs_clamp_nan(qs_rint(mant * S - S), 0.0f, S - 1.0f) / S;
+    }
+    return sign * p * m;
+}
+
+/* MSFP (llm-mixed-q's block_fp), shared exponent E = clamp(ceil(log2 max_blk), -127, 128) of the block: mi =
+   clamp(round((|x| + 1e-9) / 2^E * 2^M), 0, 2^M - 1), x_hat = sign(x + 1e-9) * 2^E * mi / 2^M (E = 128 gives
+   2^E = Inf and a NaN block, as in the source). */
+QS_HD float qs_lq_msfp(float x, float E, float S) {
+    const float p = qs_pow2f(E);
+    const float mant = (qs_abs(x) + 1e-9f) / p;
+    return qs_signf(x + 1e-9f) * p * (qs_clamp_nan(qs_rint(mant * S), 0.0f, S - 1.0f) / S);
+}
+
+/* The source's output blend (~isclose(x, 0)) * q + isclose(x, 0) * x, isclose: |x| <= (float)1e-8: values that
+   small pass through, -0.0 becomes +0.0 (+0 + -0), and Inf becomes NaN (0 * Inf). */
+QS_HD float qs_lq_blend(float x, float q) {
+    const float close = qs_abs(x) <= 1e-8f ? 1.0f : 0.0f;
+    return (1.0f - close) * q + close * x;
 }
 
 /* ---- N:M ranking ---------------------------------------------------------------------------------------------- */

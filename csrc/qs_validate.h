@@ -64,7 +64,9 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     QS_TRY(qs_kernel_traits_make(p, kt));
     if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     /* element-wise formats have no groups: only the neutral QS_GROUP_ROW is accepted */
-    if (kt->family == QS_FAMILY_FLOAT && p->group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
+    if ((kt->family == QS_FAMILY_FLOAT || (kt->family == QS_FAMILY_LLMQ && !kt->lq_block)) &&
+        p->group_size != QS_GROUP_ROW)
+        return QS_ERR_INVALID_GROUP;
     if (mask_mode < 0 || mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (mask_mode != QS_MASK_NONE) QS_TRY(qs_check_stride(rows, cols, mask_stride));
     if (rows == 0 || cols == 0) return QS_OK;

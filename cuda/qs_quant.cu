@@ -7,7 +7,7 @@
  *
  * Units are the CPU library's: groups of G consecutive elements of a row (a partial last group is a group of its
  * own), a whole row for QS_GROUP_ROW (or G >= cols), the whole tensor for QS_GROUP_TENSOR; element-wise formats
- * (QS_FAMILY_FLOAT) have no units; the NVFP4 tensor scale (QS_SCALE_MODE_E4M3) comes from a first pass over the
+ * (QS_FAMILY_FLOAT, the element rows of QS_FAMILY_LLMQ) have no units; the NVFP4 tensor scale (QS_SCALE_MODE_E4M3) comes from a first pass over the
  * whole tensor (qs_fq_tensor_stats, read through jb.tstats). The group statistics (max |x| bits, or order-key min
  * and max for int{b}_asym,
  * after masking with QS_MASK_BEFORE), the group parameters and the element math are the CPU's own code:
@@ -183,7 +183,7 @@ static __device__ __forceinline__ float qs_fq_output(float v, bool keep, int32_t
    statistics saw no NaN or Inf), everything else through qs_store. */
 template <int DT, int FAM>
 static __device__ __forceinline__ void qs_fq_store(void *p, int64_t i, const qs_gparams &g, float y) {
-    if (FAM != QS_FAMILY_FLOAT && g.mode == QS_GP_QUANT) qs_store_notnan(p, i, DT, y);
+    if (FAM != QS_FAMILY_FLOAT && FAM != QS_FAMILY_LLMQ && g.mode == QS_GP_QUANT) qs_store_notnan(p, i, DT, y);
     else qs_store(p, i, DT, y);
 }
 
@@ -469,7 +469,12 @@ static __device__ __forceinline__ void qs_flat_offsets(const qs_fq_job &jb, int6
 template <int DT, int FAM, int VEC>
 static __global__ void __launch_bounds__(QS_THREADS) qs_fq_flat_kernel(const qs_fq_job jb, const int32_t *stats) {
     qs_gparams g = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
-    if constexpr (FAM != QS_FAMILY_FLOAT) g = qs_fq_params<FAM>(jb, qs_range_load(stats));
+    if constexpr (FAM == QS_FAMILY_LLMQ) {
+        if (stats == NULL) g.s = jb.kt.lq_bias; /* element rows: the row's bias */
+        else g = qs_fq_params<FAM>(jb, qs_range_load(stats));
+    } else if constexpr (FAM != QS_FAMILY_FLOAT) {
+        g = qs_fq_params<FAM>(jb, qs_range_load(stats));
+    }
     const int64_t n = jb.rows * jb.cols;
     const int64_t start = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, step = (int64_t)gridDim.x * blockDim.x;
     int64_t tail = 0;
@@ -656,6 +661,9 @@ static int32_t qs_fq_run(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStr
     case QS_FAMILY_BFP: return qs_fq_run_groups<DT, QS_FAMILY_BFP>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED_POW2: return qs_fq_run_groups<DT, QS_FAMILY_SCALED_POW2>(jb, group_size, sms, st);
+    case QS_FAMILY_LLMQ:
+        if (jb.kt.lq_block) return qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);
+        return qs_fq_launch_flat<DT, QS_FAMILY_LLMQ>(jb, NULL, sms, st);
     default: return qs_fq_launch_flat<DT, QS_FAMILY_FLOAT>(jb, NULL, sms, st);
     }
 }

@@ -21,7 +21,7 @@ from typing import Optional
 
 from .errors import QsparseError
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 HADAMARD_MAX_GROUP = 8192  # QS_HADAMARD_MAX_GROUP
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"

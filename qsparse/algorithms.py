@@ -243,7 +243,11 @@ class _Quantizer:
         self.tensor_scale = None
         if f.effective_scale_mode == "e4m3":  # NVFP4: one tensor scale from the whole (dead-zeroed) weight
             tdiv = torch.tensor(float(f.info.max_normal) * 448.0, dtype=torch.float32)
-            self.tensor_scale = float(W.abs().amax().cpu() / tdiv)
+            amax = W.abs().amax().float().cpu()
+            if f.compat == "fpquant":  # FP-Quant's global scale is the inverse, 2688 / amax (0 for a zero weight)
+                self.tensor_scale = float(tdiv / amax) if float(amax) > 0 else 0.0
+            else:
+                self.tensor_scale = float(amax / tdiv)
 
     def fit(self, X: torch.Tensor, group: Optional[int] = None) -> torch.Tensor:
         return _ops.quant_qparams(X, self.name, self.group if group is None else group, self.scale_mode,

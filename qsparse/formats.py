@@ -5,10 +5,11 @@ library, so there is no second list here. What this module adds is naming: the c
 (``int4``, ``int4_full``, ``int4_asym``, ``bfp8``, ``fp16``, ``bf16``, ``fp8_e4m3``, ``fp8_e5m2``, the minifloats
 ``fp{w}_e{E}m{M}`` such as ``fp4_e2m1``), the aliases users type (``float16``, ``bfloat16``, ``float8_e4m3fn``,
 ``e5m2``, ``e2m1``, ``int4_sym``, ...), the block-scaled formats (``mxfp8_e4m3``, ``mxfp8_e5m2``, ``mxfp6_e3m2``,
-``mxfp6_e2m3``, ``mxfp4``, ``mxint8``, ``nvfp4``) and :class:`Format`, a format together with the options of one use
+``mxfp6_e2m3``, ``mxfp4``, ``mxint8``, ``nvfp4``), the lookup grids, llm-mixed-q's formats (``log{w}``, ``bl{w}``,
+``dmf{w}_e{E}m{M}``, ``bmf{w}_e{E}m{M}``; see ``markdown_table``'s header for their defaults) and :class:`Format`, a format together with the options of one use
 of it (group size, rounding, saturation, scale mode).
 
-Definitions of every format are in FORMATS.md (sections 1-5); the numbers below come from the C table.
+Definitions of every format are in FORMATS.md (sections 1-7); the numbers below come from the C table.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Optional, Tuple, Union
 
 from . import _lib
 
-FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float", "scaled", "lut")
+FAMILIES = ("int_sym", "int_full", "int_asym", "bfp", "float", "scaled", "lut", "llmq")
 SCALE_KINDS = ("none", "float", "shared_exp", "e4m3")
 # qs_scale_mode, in C order. "default" is the format's own: "none" for element rows, "floor" for the MX rows,
 # "e4m3" for nvfp4.
@@ -33,11 +34,16 @@ COMPAT_PROFILES = {
     "microxcaling": (2, "half_away", "E8M0 floor scales (the MX formats)"),
     "torchao": (0, "rne", "the MX and NVFP4 scales (qsparse's defaults follow torchao)"),
     "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
+    "fpquant": (4, "rne", "mxfp4 (scale floor) and nvfp4 (scale e4m3): FP-Quant's E2M1 quantizers"),
+    "llm-mixed-q": (3, "rne", "element-wise minifloats fp{w}_e{E}m{M} (its minifloat_ieee), bfp{w} (its MSFP "
+                    "block_fp), log{w}, bl{w}, dmf*, bmf*"),
 }
 ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in C order
 
 # qs_format_info.flags
 _HAS_INF, _HAS_NAN, _HAS_SUBNORMALS, _SATURATES, _HAS_CODES = 1, 2, 4, 8, 16
+_LOG, _DENORM, _BLOCK_BIAS = 1 << 7, 1 << 8, 1 << 9
+LLMQ_BIAS_BITS = 8  # the block bias of bl{w} and bmf*: llm-mixed-q's exponent_bias_width in its configurations
 
 GroupSize = Union[int, str, None]
 
@@ -69,6 +75,9 @@ class FormatInfo:
     has_codes: bool  # element codes available (formats.encode / formats.decode)
     default_scale_mode: str  # one of SCALE_MODES: "none" for element rows
     candidates: int = 0  # lookup-grid formats: the grids each group chooses from (see `grids`)
+    log: bool = False  # llmq: powers of two only (log{w}, bl{w})
+    denorm: bool = False  # llmq: no implicit mantissa bit (dmf)
+    block_bias: bool = False  # llmq: one 8-bit exponent bias per block (bl{w}, bmf*)
 
     @property
     def grids(self) -> Tuple[Tuple[str, Tuple[float, ...]], ...]:
@@ -130,6 +139,9 @@ def table() -> Tuple[FormatInfo, ...]:
                     has_codes=bool(flags & _HAS_CODES),
                     default_scale_mode=SCALE_MODES[r["default_scale_mode"]],
                     candidates=r["candidates"],
+                    log=bool(flags & _LOG),
+                    denorm=bool(flags & _DENORM),
+                    block_bias=bool(flags & _BLOCK_BIAS),
                 )
             )
         _by_name.update((f.name, f) for f in rows)
@@ -172,10 +184,19 @@ _ALIASES = {
 # Names whose bit width is given separately (BitMoD's --wq_bits, the HBFP fork's bfp width): name -> template.
 _BITS_NAMES = {"mixed_ant": "mixed_ant{}", "mixed_er": "mixed_er{}", "mixed_ea": "mixed_ea{}",
                "mixed_bitmod": "mixed_bitmod{}", "int": "int{}", "int_asym": "int{}_asym", "bfp": "bfp{}",
-               "fp": "fp{}", "mx_fp": "mx_fp{}", "mx_int": "mx_int{}", "flint": "flint{}"}
+               "fp": "fp{}", "mx_fp": "mx_fp{}", "mx_int": "mx_int{}", "flint": "flint{}",
+               # llm-mixed-q's quantizer names (its configs' `name` with `width`)
+               "log": "log{}", "bl": "bl{}", "block_log": "bl{}", "dmf": "dmf{}", "minifloat_denorm": "dmf{}",
+               "bmf": "bmf{}", "block_minifloat": "bmf{}", "minifloat": "fp{}", "minifloat_ieee": "fp{}",
+               "block_fp": "bfp{}"}
 _DEFAULT_BITS = {"mixed_ant": 4, "mixed_er": 4, "mixed_ea": 4, "mixed_bitmod": 4}
-# Names of FORMATS.md section 6 that this version does not implement yet.
-_NOT_YET = ("log", "bl", "bmf", "dmf", "minifloat", "integer")
+# llm-mixed-q's minifloats by width alone (dmf8, bmf5, minifloat with bits=8): the exponent width of its
+# configurations (8 bits: E4M3; 5 bits: BM5 = E2M2), the nearest OCP-like split elsewhere.
+DEFAULT_EBITS = {3: 1, 4: 2, 5: 2, 6: 3, 7: 3, 8: 4}
+_WIDTH_ONLY = re.compile(r"^(dmf|bmf)([3-8])$")
+# llm-mixed-q's `integer` is fixed point with a fraction width (x_hat = clamp(round(x * 2^f)) / 2^f), not a
+# scaled integer grid: not one of these formats.
+_NOT_YET = ("integer",)
 _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
 _INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
@@ -205,13 +226,16 @@ def parse(name: str, bits: Optional[int] = None) -> str:
         if b is None:
             raise ValueError(f"format {name!r} needs its bit width: pass bits= (e.g. bits=4)")
         canonical = _BITS_NAMES[key].format(b)
+        if canonical.startswith(("dmf", "bmf")) or (canonical.startswith("fp") and key.startswith("minifloat")):
+            canonical = _with_ebits(canonical.rstrip("0123456789"), b, name)
         try:
             return parse(canonical)
         except ValueError:
             raise ValueError(f"format {name!r} has no {b}-bit variant ({canonical!r} is not a format)") from None
     if key in _NOT_YET:
-        raise ValueError(f"format {name!r} (FORMATS.md section 6, llm-mixed-q) is not implemented in this version of "
-                         "qsparse")
+        raise ValueError(f"format {name!r} (llm-mixed-q's fixed point with a fraction width, x_hat = "
+                         "clamp(round(x * 2^frac), ...) / 2^frac) is not implemented in this version of qsparse; "
+                         "the scaled integer grids are int{b}, int{b}_full, int{b}_asym")
     if bits is not None:
         canonical = parse(key)
         if get(canonical).bits != bits:
@@ -221,6 +245,9 @@ def parse(name: str, bits: Optional[int] = None) -> str:
         return key
     if key in _ALIASES:
         return _ALIASES[key]
+    m = _WIDTH_ONLY.match(key)
+    if m:
+        return _with_ebits(m.group(1), int(m.group(2)))
     for pattern, template in ((_INT_SYM_ALIAS, "int{}"), (_INT_FULL_ALIAS, "int{}_full"), (_INT_ASYM_ALIAS, "int{}_asym"),
                               (_HBFP_ALIAS, "bfp{}")):
         m = pattern.match(key)
@@ -238,6 +265,14 @@ def parse(name: str, bits: Optional[int] = None) -> str:
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown number format {name!r}{hint}. Known formats: {', '.join(names())}")
+
+
+def _with_ebits(prefix: str, w: int, name: Optional[str] = None) -> str:
+    """dmf{w}, bmf{w}, fp{w} (llm-mixed-q's minifloat) with the default exponent width DEFAULT_EBITS[w]."""
+    if w not in DEFAULT_EBITS:
+        raise ValueError(f"format {name or prefix + str(w)!r}: llm-mixed-q's minifloats take 3 to 8 bits, got {w}")
+    e = DEFAULT_EBITS[w]
+    return f"{prefix}{w}_e{e}m{w - 1 - e}"
 
 
 def get(fmt: Union[str, "Format", FormatInfo]) -> FormatInfo:
@@ -264,11 +299,17 @@ def check_compat(info: FormatInfo, compat: Optional[str], mode: str, group_size:
         ok = mode == "floor"
     elif compat == "torchao":
         ok = mode in _POW2_MODES or mode in ("e4m3", "e4m3_block")
+    elif compat == "fpquant":
+        ok = info.name in ("mxfp4", "nvfp4") and mode == info.default_scale_mode
+    elif compat == "llm-mixed-q":
+        ok = info.family in ("bfp", "llmq") or (info.family == "float" and info.has_codes and mode == "none")
     else:  # hbfp
         ok = info.family == "bfp"
     if not ok:
         raise ValueError(f"compat={compat!r} does not apply to {info.name!r} with scale mode {mode!r}; it covers "
                          f"{COMPAT_PROFILES[compat][2]}")
+    if compat == "llm-mixed-q" and mode == "none" and group_size is not None:
+        raise ValueError("compat='llm-mixed-q' applies to element-wise minifloats; group_size must be None")
     if compat == "bitmod" and group_size == "tensor":
         raise ValueError("compat='bitmod' quantizes per group or per row, not group_size='tensor'")
 
@@ -377,6 +418,23 @@ def element_grid(info: FormatInfo) -> Tuple[float, ...]:
     return tuple(sorted(v for v in values if v <= info.max_normal))
 
 
+def llmq_grid(info: FormatInfo) -> Tuple[float, ...]:
+    """The non-negative values of an llm-mixed-q format (family "llmq"), ascending: element rows with their fixed
+    bias; block rows in units of the block's scale (bl: 2^(top - bias), so that the largest value is 1; bmf:
+    2^-bias). log{w}/bl{w}: the powers of two 2^emin .. 2^emax (0 is not representable); dmf: 0 and 2^e * mi / 2^M,
+    1 <= mi < 2^M; bmf: 0, subnormals mi * 2^(emin + 1 - M), normals 2^e * (1 + k / 2^M) for emin < e <= emax."""
+    m, lo, hi = info.mbits, info.emin, info.emax
+    if info.log:
+        return tuple(2.0**e for e in range(lo, hi + 1))
+    values = {0.0}
+    if info.denorm:
+        values.update(2.0**e * k / 2**m for e in range(lo, hi + 1) for k in range(1, 1 << m))
+    else:
+        values.update(k * 2.0 ** (lo + 1 - m) for k in range(1, 1 << m))
+        values.update(2.0**e * (1 + k / 2**m) for e in range(lo + 1, hi + 1) for k in range(1 << m))
+    return tuple(sorted(values))
+
+
 def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_length: Optional[int] = None,
              scale_bits: int = 16, scale_mode: Optional[str] = None) -> Description:
     """The value grid and storage cost of a format with a group size.
@@ -384,7 +442,8 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     Storage conventions: an INT group stores one scale of ``scale_bits`` bits (fp16 by default), an asymmetric one
     also its zero point in the element width; an HBFP block one 8-bit shared exponent; an MX block one E8M0 byte;
     an NVFP4 block one E4M3 byte (and the tensor one binary32 scale, reported as ``tensor_scale_bits``); a scaled
-    minifloat group (``scale_mode='amax'``) one scale of ``scale_bits``. ``group_size`` None is the format's
+    minifloat group (``scale_mode='amax'``) one scale of ``scale_bits``; a bl/bmf block its 8-bit exponent bias
+    (log{w} and dmf are element-wise: no overhead). ``group_size`` None is the format's
     default (its block for BFP, MX and NVFP4, a row for INT); for a row, pass ``row_length`` to get the overhead.
     Examples: ``describe("int4", 128).bits_per_element == 4.125``, ``describe("mxfp4").bits_per_element == 4.25``,
     ``describe("nvfp4").bits_per_element == 4.5``."""
@@ -395,6 +454,8 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     grid = None
     if info.family == "lut":
         grid = tuple(sorted({abs(v) for v in info.grids[0][1]}))
+    elif info.family == "llmq":
+        grid = llmq_grid(info)
     elif info.family in ("float", "scaled"):
         if info.bits <= 8:
             grid = element_grid(info)
@@ -407,6 +468,8 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     else:
         if info.family == "lut":
             per_group = (8 if mode == "floor" else scale_bits) + info.metadata_bits
+        elif info.family == "llmq":
+            per_group = LLMQ_BIAS_BITS if info.block_bias else 0
         elif info.family == "bfp" or mode in _POW2_MODES or mode in ("e4m3", "e4m3_block"):
             per_group = 8
         else:
@@ -466,6 +529,17 @@ class Format:
                 raise ValueError(f"{info.name!r} takes groups or rows, not group_size='tensor'")
             if info.family == "lut" and self.saturate is not None:
                 raise ValueError(f"saturate does not apply to {info.name!r}, a lookup grid")
+        if self.compat == "fpquant" and rounding != "rne":
+            raise ValueError(f"rounding={rounding!r} does not apply under compat='fpquant': FP-Quant rounds by its "
+                             "own thresholds (nearest, a tie toward zero); use None")
+        if info.family == "llmq" or self.compat == "llm-mixed-q":
+            if rounding != "rne":
+                raise ValueError(f"rounding={rounding!r} does not apply to {info.name!r}"
+                                 f"{' under compat=llm-mixed-q' if self.compat else ''}: llm-mixed-q rounds half to "
+                                 "even (torch.round); use None or 'rne'")
+            if self.saturate is False:
+                raise ValueError(f"saturate=False does not apply to {info.name!r} under llm-mixed-q's arithmetic: "
+                                 "every exponent code is finite, so it always saturates")
         if self.saturate is not None:
             if not isinstance(self.saturate, bool):
                 raise TypeError(f"saturate must be None or a bool, got {self.saturate!r}")
@@ -570,6 +644,28 @@ sync with the table): one row per format. Exact definitions are in the design sp
   an INT scale is counted as fp16 (16 bits, plus the zero point for `_asym`), an HBFP or E8M0 exponent and an E4M3
   scale as 8 bits. NVFP4 stores one more binary32 scale per tensor. `qsparse.formats.describe(fmt, group_size)`
   gives these figures for any group size.
+- **`compat="fpquant"`** (IST-DASLab/FP-Quant's Triton quantizers, without their rotation): `mxfp4` takes the
+  scale `2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75` in binary32 (not a power of two; the block max lands in
+  [3, 6), never clipped), `y = x / s`, output `q * s`; `nvfp4` the global scale `g = 2688 / amax_tensor`, block
+  scale `S = e4m3(g * amax / 6)` (no lower clamp), `y = x * g / S`, output `q * S / g`; `q` by FP-Quant's
+  thresholds (nearest, a tie toward zero) with the sign of `y > 0` (so +0.0 gives -0.0). Deliberate differences: a
+  block with NaN or Inf is NaN, and an all-zero tensor gives zeros under nvfp4 (FP-Quant: 0/0).
+- **llm-mixed-q's formats** (family `llmq`, FORMATS.md sections 3 and 6): each element's exponent from a binary32
+  log2 first, then its mantissa, rounding half to even only. `log{w}` (sign and w-1 exponent bits, bias
+  2^(w-2)-1, no zero: 0 becomes +2^emin) and `dmf{w}_e{E}m{M}` (no implicit bit, bias 2^(E-1)-1; a power of two
+  above the lowest binade comes back as 2^k (1 - 2^-M), as in the source) are element-wise; `bl{w}` and
+  `bmf{w}_e{E}m{M}` take an 8-bit exponent bias per block of 16 along K (bl: 2^(w-1)-1 - ceil(log2 max),
+  bmf: floor(log2 max), clamped to [0, 255]); their grids are listed in units of the block scale. Defaults:
+  values with |x| <= 1e-8 (the source's `isclose` threshold) become signed zeros, -0.0 stays -0.0, a NaN or Inf
+  in a block makes the block NaN. `compat="llm-mixed-q"` gives the source's own output blend instead (such values
+  pass through unquantized, -0.0 becomes +0.0, Inf becomes NaN, an Inf in a bl/bmf block sets its bias) and also
+  applies its arithmetic to the element-wise minifloats `fp{w}_e{E}m{M}` (its `minifloat_ieee`: every exponent
+  code finite, a mantissa that rounds up to 2 is clamped, E4M3 max 480) and to `bfp{w}` (its MSFP `block_fp`:
+  shared exponent clamp(ceil(log2 max), -127, 128), mantissa clamp(round((|x| + 1e-9) / 2^E * 2^(w-1)))). The
+  profile is bit for bit with the source on binary32 inputs wherever torch's float32 log2 is correctly rounded;
+  it does not replace a zero block's max by the tensor's smallest nonzero block max (which only changes bl's
+  output for an all-zero block: +2^-bias). Seed names with separate bits: `log`, `bl`, `dmf`, `bmf`,
+  `minifloat` (exponent width 4 at 8 bits, 2 at 4-5 bits, 3 at 6-7 bits, 1 at 3 bits), `bfp`.
 """
 
 
@@ -584,6 +680,11 @@ def markdown_table() -> str:
         if f.family == "lut":
             grid = " / ".join(f"{n} {{{', '.join(f'{v:g}' for v in vals)}}}" for n, vals in f.grids)
             sub = "-"
+        elif f.family == "llmq":
+            kind = "log, " if f.log else ("no implicit bit, " if f.denorm else "")
+            bias = f"8-bit bias per block" if f.block_bias else f"bias {f.bias}"
+            grid = f"E{f.ebits}" + ("" if f.log else f"M{f.mbits}") + f", {kind}{bias}"
+            sub = f"{f.min_subnormal:.6g}"
         elif f.family in ("float", "scaled"):
             grid = "fixed point k/64" if f.name == "mxint8" else f"E{f.ebits}M{f.mbits}, bias {f.bias}"
             sub = f"{f.min_subnormal:.6g}" if f.has_subnormals else "-"
@@ -607,12 +708,17 @@ def markdown_table() -> str:
                      f"{use} | {bpe} | {aliases} |")
     lines += ["", "Also accepted: `int{b}_sym`/`_symmetric`/`_restricted` (= `int{b}`), `int{b}_full_range`/`_gptq` "
               "(= `int{b}_full`), `uint{b}`/`int{b}_asymmetric`/`_affine` (= `int{b}_asym`), `hbfp{w}` (= `bfp{w}`), "
-              "and any element format by its widths: `e2m1`, `fp4_e2m1fn`, `float6_e3m2`, ...", ""]
+              "and any element format by its widths: `e2m1`, `fp4_e2m1fn`, `float6_e3m2`, ...; `dmf{w}`/`bmf{w}` "
+              "(llm-mixed-q's minifloats with the default exponent width: `dmf8` = `dmf8_e4m3`, `bmf5` = "
+              "`bmf5_e2m2`); with `bits=` given separately: `int`, `int_asym`, `bfp`/`block_fp`, `fp`, `mx_fp`, "
+              "`mx_int`, `mixed_ant`/`_er`/`_ea`/`_bitmod`, and llm-mixed-q's `log`, `bl`/`block_log`, "
+              "`dmf`/`minifloat_denorm`, `bmf`/`block_minifloat`, `minifloat`/`minifloat_ieee` (= `fp{w}_e{E}m{M}`; "
+              "its arithmetic with `compat=\"llm-mixed-q\"`).", ""]
     return "\n".join(lines)
 
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
-           "check_group_size", "check_scale_mode", "check_compat", "element_grid", "markdown_table",
+           "check_group_size", "check_scale_mode", "check_compat", "element_grid", "llmq_grid", "markdown_table",
            "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS", "COMPAT_PROFILES"]
 
 

@@ -134,7 +134,9 @@ def fake_quant(
         disagree (``qsparse.formats.COMPAT_PROFILES``): ``"bitmod"`` (BitMoD's binary16 arithmetic and clamped
         scales for int{b}, int{b}_asym, minifloats with a group scale and the ANT/BitMoD grids),
         ``"microxcaling"`` (its binary32-log2 E8M0 scales and half-away rounding), ``"torchao"`` (the MX and NVFP4
-        defaults), ``"hbfp"`` (stochastic rounding by default).
+        defaults), ``"hbfp"`` (stochastic rounding by default), ``"llm-mixed-q"`` (its binary32 arithmetic and
+        output blend for log{w}, bl{w}, dmf*, bmf*, the element-wise minifloats as its minifloat_ieee and bfp{w} as
+        its MSFP; see docs/formats.md), ``"fpquant"`` (FP-Quant's mxfp4 and nvfp4 scales and E2M1 thresholds).
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
 

@@ -8,7 +8,7 @@ Ops (schemas are inferred from the annotations below):
   (index into formats.ROUNDINGS: 0 = RNE, 1 = stochastic, 2 = half away, 3 = ties lower); ``seed`` the stochastic key (int64, reinterpreted as uint64); ``saturate`` -1 (format default),
   0 or 1; ``scale_mode`` a qs_scale_mode (index into formats.SCALE_MODES, 0 = the format's default);
   ``observer`` 0 = min/max, 1 = mse (GPTQ's shrink search; on a CUDA tensor it runs on the CPU);
-  ``compat`` a qs_compat (formats.COMPAT_PROFILES' codes: 0 none, 1 bitmod, 2 microxcaling);
+  ``compat`` a qs_compat (formats.COMPAT_PROFILES' codes: 0 none, 1 bitmod, 2 microxcaling, 3 llm-mixed-q, 4 fpquant);
   ``mask`` an optional bool tensor shaped like x, applied before (``mask_mode`` 1) or after (2)
   quantization. Output: a new contiguous tensor, x's shape and dtype. Backward: straight-through (the gradient
   passes unchanged; masked positions get zero).

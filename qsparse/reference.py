@@ -117,7 +117,167 @@ def parse_name(name: str) -> tuple:
         return "scaled", 8 if elem == "int8_fixed" else 1 + sum(_float_row(elem)[:2])
     if name in LUT_FORMATS:
         return "lut", 3 if name.endswith("3") or name.startswith("fp3") else 4
+    if _LLMQ.fullmatch(name):
+        return "llmq", int(_LLMQ.fullmatch(name).group(2) or _LLMQ.fullmatch(name).group(3))
     raise ValueError(f"reference: unknown format {name!r}")
+
+
+# ---- llm-mixed-q's exponent-first quantizers (FORMATS.md sections 2, 3, 6), in binary32 as its torch code runs --
+
+_LLMQ = re.compile(r"(log|bl)([2-8])|(?:dmf|bmf)([3-8])_e([1-7])m([0-6])")
+_BIAS_MAX = 255.0  # 8-bit block bias
+
+
+def llmq_params(name: str) -> dict:
+    """kind ('log', 'dmf', 'bmf'), block (bias per block), ebits, mbits, top exponent code, element bias."""
+    m = _LLMQ.fullmatch(name)
+    if m.group(1):
+        w = int(m.group(2))
+        return dict(kind="log", block=m.group(1) == "bl", ebits=w - 1, mbits=0, top=2 ** (w - 1) - 1,
+                    bias=2 ** (w - 2) - 1)
+    e, mb = int(m.group(4)), int(m.group(5))
+    return dict(kind=name[:3], block=name.startswith("bmf"), ebits=e, mbits=mb, top=2**e - 1, bias=2 ** (e - 1) - 1)
+
+
+def _f32(v: float) -> torch.Tensor:
+    return torch.tensor(v, dtype=_F32)
+
+
+def _log2f(v: torch.Tensor) -> torch.Tensor:
+    """The correctly rounded binary32 log2 (the double log2 rounded)."""
+    return torch.log2(v.to(_F64)).to(_F32)
+
+
+def _pow2f(e: torch.Tensor) -> torch.Tensor:
+    """2^e in binary32 for integral e (0 below 2^-149, Inf above 2^127, NaN for NaN)."""
+    return torch.exp2(e.to(_F64)).to(_F32)
+
+
+def _llmq_log(x, b, top):
+    c = _pow2f(-b) * _f32(0.1)
+    sign = torch.sign(x + c)
+    e = torch.clamp(torch.round(_log2f(x.abs() + c)), -b, top - b)
+    return sign * _pow2f(e)
+
+
+def _llmq_mini(x, b, top, mbits, ieee):
+    """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top."""
+    S = float(2**mbits)
+    v = x.abs()
+    lg = _log2f(v + _f32(1e-9))
+    e = torch.clamp(torch.floor(lg) if ieee else torch.ceil(lg), -b, top - b)
+    p = _pow2f(e)
+    mant = v / p
+    if not ieee:
+        return p, torch.clamp(torch.round(mant * S), 0, S - 1) / S
+    normal = ~torch.isclose(e, -b)
+    sm = normal * torch.clamp(torch.round(mant * S - S), 0, S - 1) + \
+        (~normal) * torch.clamp(torch.round(mant * S / 2), 0, S - 1)
+    return p, normal * (1.0 + sm / S) + (~normal) * (sm / S * 2)
+
+
+def _llmq_msfp(x, E, mbits):
+    S = float(2**mbits)
+    p = _pow2f(E)
+    mant = (x.abs() + _f32(1e-9)) / p
+    return torch.sign(x + _f32(1e-9)) * p * (torch.clamp(torch.round(mant * S), 0, S - 1) / S)
+
+
+def _blend(x, q):
+    close = torch.isclose(x, torch.zeros(1, dtype=x.dtype))
+    return (~close) * q + close * x
+
+
+def _fpq_e2m1(y: torch.Tensor) -> torch.Tensor:
+    """FP-Quant's E2M1 thresholds (nearest, a tie toward zero), sign from y > 0."""
+    a = y.abs()
+    q = torch.zeros_like(a)
+    for t, v in ((0.25, 0.5), (0.75, 1.0), (1.25, 1.5), (1.75, 2.0), (2.5, 3.0), (3.5, 4.0), (5.0, 6.0)):
+        q = torch.where(a > t, torch.tensor(v, dtype=_F32), q)
+    return torch.where(y > 0, q, -q)
+
+
+def fpquant_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
+                       mask: Optional[torch.Tensor] = None, sparsify_first: bool = True) -> torch.Tensor:
+    """Reference of compat='fpquant' (IST-DASLab/FP-Quant's mxfp4 / nvfp4 Triton quantizers without rotation), in
+    binary32 torch operations; E4M3 block scales through torch's float8_e4m3fn cast."""
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
+    mx = name == "mxfp4"
+    g = group_size if group_size is not None else (32 if mx else 16)
+    xg, restore = _group_view(x2, g)
+    amax = xg.abs().amax(dim=1, keepdim=True) if xg.shape[1] else torch.zeros(xg.shape[0], 1, dtype=_F32)
+    bad = ~torch.isfinite(xg).all(dim=1, keepdim=True)
+    if mx:
+        e = torch.floor(torch.log2(torch.clamp(amax, min=2.0**-126).to(_F64))).to(_F32)
+        s = torch.exp2(e - 2) / _f32(0.75)
+        y = _fpq_e2m1(xg / s) * s
+    else:
+        at = x2.abs().amax() if x2.numel() else torch.zeros((), dtype=_F32)
+        if not torch.isfinite(x2).all():
+            bad = torch.ones_like(bad)
+        gs = _f32(2688.0) / at
+        S = torch.clamp(gs * amax / _f32(6.0), 0.0, 448.0).to(torch.float8_e4m3fn).to(_F32)
+        y = _fpq_e2m1(xg * gs / S) * S / gs
+        if float(at) == 0.0:
+            y = torch.copysign(torch.zeros_like(xg), xg)
+    y = torch.where(bad, torch.full((), math.nan, dtype=_F32), y)
+    y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    return y.to(dtype).reshape(shape)
+
+
+def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
+                    compat: Optional[str] = None, mask: Optional[torch.Tensor] = None,
+                    sparsify_first: bool = True) -> torch.Tensor:
+    """Reference of the llm-mixed-q formats (log{w}, bl{w}, dmf*, bmf*) and of the llm-mixed-q profile of the
+    minifloats fp{w}_e{E}m{M} (element-wise) and bfp{w} (MSFP, block 32 by default). Default (compat None): the
+    source's magnitude with x's sign, |x| <= 1e-8 as a signed zero (dmf, bmf), NaN kept, Inf saturating (element
+    rows), a block holding NaN or Inf all NaN. Profile: the source's arithmetic and output blend."""
+    src = compat == "llm-mixed-q"
+    family, bits = parse_name(name)
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
+    if family == "float":
+        e, mb = _float_row(name)[:2]
+        p = dict(kind="ieee", block=False, ebits=e, mbits=mb, top=2**e - 1, bias=2 ** (e - 1) - 1)
+    elif family == "bfp":
+        p = dict(kind="msfp", block=True, mbits=bits - 1)
+    else:
+        p = llmq_params(name)
+    if p["block"]:
+        g = group_size if group_size is not None else (32 if family == "bfp" else 16)
+        xg, restore = _group_view(x2, g)
+    else:
+        xg, restore = x2, (lambda t: t)
+    if p["block"]:
+        amax = xg.abs().amax(dim=1, keepdim=True) if xg.shape[1] else torch.zeros(xg.shape[0], 1, dtype=_F32)
+        lg = _log2f(amax)
+        if p["kind"] == "log":
+            b = torch.clamp(p["top"] - torch.ceil(lg), 0, _BIAS_MAX)
+        elif p["kind"] == "bmf":
+            b = torch.clamp(torch.floor(lg), 0, _BIAS_MAX)
+        else:
+            b = torch.clamp(torch.ceil(lg), -127, 128)
+        bad = torch.isnan(amax) if src else ~torch.isfinite(amax)
+    else:
+        b = torch.full((xg.shape[0], 1), float(p["bias"]), dtype=_F32)
+        bad = torch.zeros((xg.shape[0], 1), dtype=torch.bool)
+    if p["kind"] == "log":
+        y = _llmq_log(xg, b, float(p["top"]))
+    elif p["kind"] == "msfp":
+        y = _blend(xg, _llmq_msfp(xg, b, p["mbits"]))
+    else:
+        pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf")
+        if src:
+            y = _blend(xg, torch.sign(xg + _f32(1e-9)) * pw * m)
+        else:
+            y = torch.where(xg.abs() <= _f32(1e-8), torch.zeros((), dtype=_F32), pw * m)
+            y = torch.where(torch.isnan(xg), xg, torch.copysign(y, xg))
+    y = torch.where(bad, torch.full((), math.nan, dtype=_F32), y)
+    y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])  # stored without overflowing (log6 in fp16)
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    return y.to(dtype).reshape(shape)
 
 
 # ---- the stochastic stream (qsparse's definition, FORMATS.md conventions) -------------------------------------------
@@ -543,6 +703,10 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
     dtype."""
     family, bits = parse_name(name)
+    if compat == "fpquant":
+        return fpquant_fake_quant(x, name, group_size, mask, sparsify_first)
+    if family == "llmq" or compat == "llm-mixed-q":
+        return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first)
     if family == "lut" or compat == "bitmod":
         return lut_fake_quant(x, name, group_size, compat, mask, sparsify_first)
     _PROFILE[0] = compat

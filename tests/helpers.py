@@ -27,9 +27,11 @@ TABLE = formats.table()
 ALL_FORMATS = tuple(f.name for f in TABLE)
 # Formats that take every common option (stochastic rounding, per-tensor groups): all but the lookup grids, which
 # round by their own rule, quantize per group or row, and have their own suite (test_lut.py).
-COMMON_FORMATS = tuple(f.name for f in TABLE if f.family != "lut")
-ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise)
-GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family not in ("scaled", "lut"))  # INT, BFP
+# llm-mixed-q's formats (family llmq) round half to even only and have their own suite too (test_llmq.py).
+COMMON_FORMATS = tuple(f.name for f in TABLE if f.family not in ("lut", "llmq"))
+ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise and f.family != "llmq")
+GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family not in ("scaled", "lut", "llmq"))
+LLMQ_FORMATS = tuple(f.name for f in TABLE if f.family == "llmq")
 LUT_FORMATS = tuple(f.name for f in TABLE if f.family == "lut")
 SCALED_FORMATS = tuple(f.name for f in TABLE if f.family == "scaled")
 CODE_FORMATS = tuple(f.name for f in TABLE if f.has_codes)
@@ -122,6 +124,9 @@ def spec_family(name: str):
     m = re.fullmatch(r"(?:mixed_(?:ant|er|ea|bitmod)|mx_fp|mx_int)([34])|flint(4)|fp([34])_e[ra]_(?:pos|neg)", name)
     if m:  # FORMATS.md section 7: the ANT and BitMoD grids
         return "lut", int(next(g for g in m.groups() if g))
+    m = re.fullmatch(r"(?:log|bl)([2-8])|(?:dmf|bmf)([3-8])_e[1-7]m[0-6]", name)
+    if m:  # FORMATS.md sections 3 and 6: llm-mixed-q's formats
+        return "llmq", int(m.group(1) or m.group(2))
     raise AssertionError(f"format {name!r} has no hand-typed spec constants in tests/helpers.py: add them")
 
 

@@ -316,6 +316,11 @@ def _sample_formats():
             out += [Format(name, group_size=g) for g in (1, 3, 32, 128, "row")]
             out.append(Format(name, compat="bitmod"))
             continue
+        if info(name).family == "llmq":  # llm-mixed-q's formats: RNE only; blocks for bl and bmf
+            out.append(Format(name, compat="llm-mixed-q"))
+            if not info(name).elementwise:
+                out += [Format(name, group_size=g) for g in (1, 3, 32, "row", "tensor")]
+            continue
         out.append(Format(name, rounding="stochastic"))
         if info(name).elementwise:
             out.append(Format(name, saturate=True))

@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
-#define QS_ABI_VERSION 4
+#define QS_ABI_VERSION 5
 
 typedef enum qs_status {
     QS_OK = 0,
@@ -83,7 +83,10 @@ typedef enum qs_family {
                                minifloat rows with a group scale */
     QS_FAMILY_LUT = 6,      /* a lookup grid of values in units of a per-group scale, or several grids of which each
                                group takes the best (ANT, BitMoD: flint4, fp4_er_pos, mixed_bitmod4, mx_fp4, ...) */
-    QS_FAMILY_COUNT_ = 7
+    QS_FAMILY_LLMQ = 7,     /* llm-mixed-q's exponent-first quantizers (FORMATS.md sections 3 and 6): the exponent of
+                               each element from a binary32 log2, then its mantissa: log{w} and dmf{w}_e{E}m{M}
+                               element-wise, bl{w} and bmf{w}_e{E}m{M} with an exponent bias per block */
+    QS_FAMILY_COUNT_ = 8
 } qs_family;
 /* Kernel-internal family (never in qs_format_info): QS_FAMILY_SCALED with a power-of-two scale, which divides by
    multiplying with the exact reciprocal. */
@@ -121,6 +124,9 @@ typedef enum qs_scale_mode {
 #define QS_FMT_HAS_CODES      (1u << 4) /* element format of <= 8 bits: qs_encode/qs_decode accept it */
 #define QS_FMT_FN_NAN         (1u << 5) /* only the all-ones exponent-and-mantissa code is NaN (OCP E4M3) */
 #define QS_FMT_FIXED_POINT    (1u << 6) /* the element grid is k * 2^-mbits, |k| <= 2^(mbits+1) - 1 (MXINT8) */
+#define QS_FMT_LOG            (1u << 7) /* QS_FAMILY_LLMQ: powers of two only (log{w}, bl{w}) */
+#define QS_FMT_DENORM         (1u << 8) /* QS_FAMILY_LLMQ: mantissas without an implicit bit (dmf) */
+#define QS_FMT_BLOCK_BIAS     (1u << 9) /* QS_FAMILY_LLMQ: one 8-bit exponent bias per block (bl, bmf) */
 
 /* group_size values with a special meaning (otherwise > 0: groups of that many consecutive elements of a row;
    a row whose length is not a multiple forms a partial last group). */
@@ -180,7 +186,18 @@ typedef enum qs_compat {
                                    (the format's own) */
     QS_COMPAT_MICROXCALING = 2, /* microxcaling (mx_ops.py): E8M0 floor scales from the binary32 log2 of the block max
                                    (a max just below 2^k, k >= 2, takes exponent k); scaled formats with FLOOR only */
-    QS_COMPAT_COUNT_ = 3
+    QS_COMPAT_LLMQ = 3,         /* llm-mixed-q (its quantizers package), in its binary32 arithmetic: minifloats fp{w}_e{E}m{M}
+                                   element-wise as its minifloat_ieee (all exponent codes finite, a mantissa that
+                                   rounds up to 2 clamped), bfp{w} as its MSFP block_fp (8-bit shared exponent
+                                   ceil(log2 max)), dmf, bmf, log and bl exactly; its output blend: |x| <= 1e-8 passes
+                                   through, -0.0 becomes +0.0, Inf becomes NaN (dmf, bmf, minifloats, bfp); rounding
+                                   RNE only */
+    QS_COMPAT_FPQUANT = 4,      /* IST-DASLab/FP-Quant (fp_quant/module/triton/mxfp4.py, nvfp4.py, without the rotation):
+                                   mxfp4: s = 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75 (binary32, not a power of
+                                   two), y = x / s, output q * s; nvfp4: g = 2688 / amax_tensor, S = e4m3(g * amax / 6),
+                                   y = x * g / S, output q * S / g; q by its thresholds (nearest, a tie toward zero)
+                                   and the sign of y > 0 (+0 gives -0); rounding RNE (standing for that rule) */
+    QS_COMPAT_COUNT_ = 5
 } qs_compat;
 
 /* How a group's range is chosen (FORMATS.md section 1). The mse fields of qs_quant_params must be 0 with

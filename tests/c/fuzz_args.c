@@ -377,9 +377,15 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     } else if (k->p.scale_mode != QS_SCALE_MODE_DEFAULT) {
         return QS_ERR_INVALID_ARGUMENT;
     }
+    if (info.family == QS_FAMILY_LLMQ) { /* llm-mixed-q's formats: RNE only, always saturating */
+        if (k->p.rounding != QS_ROUND_RNE) return QS_ERR_INVALID_ROUNDING;
+        if (k->p.saturate == 0) return QS_ERR_INVALID_ARGUMENT;
+    }
     if (k->p.group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
-    /* element-wise use has no groups */
-    if (mode == QS_SCALE_MODE_NONE && k->p.group_size != QS_GROUP_ROW) return QS_ERR_INVALID_GROUP;
+    /* element-wise use has no groups (also the element rows of llm-mixed-q's formats) */
+    if ((mode == QS_SCALE_MODE_NONE || (info.family == QS_FAMILY_LLMQ && !(info.flags & QS_FMT_BLOCK_BIAS))) &&
+        k->p.group_size != QS_GROUP_ROW)
+        return QS_ERR_INVALID_GROUP;
     if (k->mask_mode < 0 || k->mask_mode >= QS_MASK_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
     if (k->mask_mode != QS_MASK_NONE) EXPECT(fz_expect_stride(k->rows, k->cols, k->ms));
     if (k->rows > 0 && k->cols > 0) {

@@ -176,7 +176,8 @@ static void test_facts(void) {
               f.scale_kind);
         CHECK(f.default_group > 0 || f.default_group == QS_GROUP_ROW, "format %d default_group %lld", i,
               (long long)f.default_group);
-        CHECK((f.family == QS_FAMILY_FLOAT) == (f.scale_kind == QS_SCALE_NONE),
+        CHECK((f.family == QS_FAMILY_FLOAT || (f.family == QS_FAMILY_LLMQ && !(f.flags & QS_FMT_BLOCK_BIAS))) ==
+                  (f.scale_kind == QS_SCALE_NONE),
               "format %d: element formats, and only they, have no scale", i);
         CHECK(!(f.flags & QS_FMT_HAS_CODES) || (f.bits <= 8 && f.family == QS_FAMILY_FLOAT),
               "format %d has codes but is not an element format of <= 8 bits", i);
@@ -318,6 +319,58 @@ static void test_fake_quant_args(void) {
     FQ("compat bitmod on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
     FQ("compat microxcaling on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_MICROXCALING), QS_OK);
     FQ("compat microxcaling on int", a_.p.compat = QS_COMPAT_MICROXCALING, QS_ERR_INVALID_ARGUMENT);
+    /* FP-Quant's quantizers: mxfp4 (floor) and nvfp4 (e4m3) only, RNE standing for its thresholds */
+    FQ("compat fpquant on mxfp4", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT), QS_OK);
+    FQ("compat fpquant on mxfp4 per tensor", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+    FQ("compat fpquant on mxfp4 rceil", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.scale_mode = QS_SCALE_MODE_RCEIL), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant stochastic", (a_.p.format = id_mxfp4, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant on int", a_.p.compat = QS_COMPAT_FPQUANT, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat fpquant on scaled e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_FPQUANT,
+       a_.p.scale_mode = QS_SCALE_MODE_E4M3, a_.p.group_size = 16), QS_ERR_INVALID_ARGUMENT);
+    /* llm-mixed-q's formats and profile */
+    FQ("compat llmq on int", a_.p.compat = QS_COMPAT_LLMQ, QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on bfp8", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ), QS_OK);
+    FQ("compat llmq on bfp8 per tensor", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+    FQ("compat llmq on bfp8 stochastic", (a_.p.format = id_bfp8, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+       QS_OK);
+    FQ("compat llmq on scaled e4m3", (a_.p.format = id_e4m3, a_.p.compat = QS_COMPAT_LLMQ,
+       a_.p.scale_mode = QS_SCALE_MODE_AMAX, a_.p.group_size = 32), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on e5m2 saturate 0", (a_.p.format = id_e5m2, a_.p.compat = QS_COMPAT_LLMQ, a_.p.saturate = 0,
+       a_.p.group_size = QS_GROUP_ROW), QS_ERR_INVALID_ARGUMENT);
+    FQ("compat llmq on fp16", (a_.p.format = id_fp16, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+       QS_ERR_INVALID_ARGUMENT);
+    {
+        int32_t lg = -1, bl = -1, f;
+        qs_format_info fi;
+        for (f = 0; f < qs_format_count(); f++) {
+            if (qs_format_get(f, &fi) != QS_OK || fi.family != QS_FAMILY_LLMQ) continue;
+            if (lg < 0 && !(fi.flags & QS_FMT_BLOCK_BIAS)) lg = f;
+            if (bl < 0 && (fi.flags & QS_FMT_BLOCK_BIAS)) bl = f;
+        }
+        CHECK(lg >= 0 && bl >= 0, "llm-mixed-q element and block rows");
+        FQ("llmq element row", (a_.p.format = lg, a_.p.group_size = QS_GROUP_ROW), QS_OK);
+        FQ("llmq element row compat", (a_.p.format = lg, a_.p.compat = QS_COMPAT_LLMQ, a_.p.group_size = QS_GROUP_ROW),
+           QS_OK);
+        FQ("llmq element row group 16", (a_.p.format = lg, a_.p.group_size = 16), QS_ERR_INVALID_GROUP);
+        FQ("llmq element row per tensor", (a_.p.format = lg, a_.p.group_size = QS_GROUP_TENSOR), QS_ERR_INVALID_GROUP);
+        FQ("llmq block row group 16", (a_.p.format = bl, a_.p.group_size = 16), QS_OK);
+        FQ("llmq block row per tensor", (a_.p.format = bl, a_.p.group_size = QS_GROUP_TENSOR), QS_OK);
+        FQ("llmq block row masked after", (a_.p.format = bl, a_.mm = QS_MASK_AFTER), QS_OK);
+        FQ("llmq stochastic", (a_.p.format = bl, a_.p.rounding = QS_ROUND_STOCHASTIC), QS_ERR_INVALID_ROUNDING);
+        FQ("llmq half away", (a_.p.format = lg, a_.p.rounding = QS_ROUND_HALF_AWAY, a_.p.group_size = QS_GROUP_ROW),
+           QS_ERR_INVALID_ROUNDING);
+        FQ("llmq saturate 0", (a_.p.format = bl, a_.p.saturate = 0), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq saturate 1", (a_.p.format = bl, a_.p.saturate = 1), QS_OK);
+        FQ("llmq scale mode floor", (a_.p.format = bl, a_.p.scale_mode = QS_SCALE_MODE_FLOOR), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq mse", (a_.p.format = bl, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
+        FQ("llmq bitmod", (a_.p.format = bl, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
+    }
     {
         int32_t lut = -1, f;
         qs_format_info fi;
@@ -448,7 +501,8 @@ static void test_fake_quant_args(void) {
             /* saturate = 0 is refused where an element grid has no Inf or NaN to overflow to */
             finite_grid = (fi.family == QS_FAMILY_FLOAT && !(fi.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) ||
                           fi.family == QS_FAMILY_SCALED || /* scaled grids always saturate */
-                          fi.family == QS_FAMILY_LUT;      /* nor do lookup grids overflow */
+                          fi.family == QS_FAMILY_LUT ||    /* nor do lookup grids overflow */
+                          fi.family == QS_FAMILY_LLMQ;     /* nor llm-mixed-q's formats (every code finite) */
             snprintf(what, sizeof what, "format %d saturate %d", f, i);
             FQ(what, (a_.p.format = f, a_.p.group_size = QS_GROUP_ROW, a_.p.saturate = i),
                finite_grid && i == 0 ? QS_ERR_INVALID_ARGUMENT : QS_OK);
@@ -469,6 +523,7 @@ static void test_fake_quant_args(void) {
         for (i = 0; i < 8; i++) {
             /* element formats have no groups: only the neutral QS_GROUP_ROW; lookup grids no per-tensor group */
             int32_t want = info.family == QS_FAMILY_FLOAT ||
+                                   (info.family == QS_FAMILY_LLMQ && !(info.flags & QS_FMT_BLOCK_BIAS)) ||
                                    (info.family == QS_FAMILY_LUT && grouped[i] == QS_GROUP_TENSOR)
                                ? QS_ERR_INVALID_GROUP
                                : QS_OK;
@@ -1047,8 +1102,13 @@ static void guard_fake_quant(void) {
             const int64_t *groups;
             int n_groups;
             qs_format_get(f, &info);
-            groups = info.family == QS_FAMILY_FLOAT ? element : grouped;
-            n_groups = info.family == QS_FAMILY_FLOAT ? 1 : 5;
+            {
+                /* element formats (also llm-mixed-q's element rows) take no groups */
+                const int elem = info.family == QS_FAMILY_FLOAT ||
+                                 (info.family == QS_FAMILY_LLMQ && !(info.flags & QS_FMT_BLOCK_BIAS));
+                groups = elem ? element : grouped;
+                n_groups = elem ? 1 : 5;
+            }
             for (gi = 0; gi < n_groups; gi++)
                 for (dt = 0; dt < QS_DTYPE_COUNT_; dt++)
                     for (mm = 0; mm < QS_MASK_MODE_COUNT_; mm++)
@@ -1064,6 +1124,8 @@ static void guard_fake_quant(void) {
                                     (rnd == QS_ROUND_STOCHASTIC || rnd == QS_ROUND_HALF_AWAY ||
                                      groups[gi] == QS_GROUP_TENSOR))
                                     continue;
+                                /* llm-mixed-q's formats round half to even only */
+                                if (info.family == QS_FAMILY_LLMQ && rnd != QS_ROUND_RNE) continue;
                                 /* saturate = 0 is refused on element grids without Inf and NaN (checked above) */
                                 if (sat == 0 && !(info.flags & (QS_FMT_HAS_INF | QS_FMT_HAS_NAN))) continue;
                                 const uint8_t *mp = mm == QS_MASK_NONE ? NULL : m.data;
