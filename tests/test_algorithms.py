@@ -259,7 +259,8 @@ def test_gptq_agrees_with_the_float64_transcription(bits, groupsize, actorder):
 
 
 GPTQ_FORMATS = [("int4_asym", "row"), ("int4_asym", 128), ("int3", 128), ("int4_full", 64), ("mxfp4", None),
-                ("nvfp4", None), ("fp4_e2m1", 128), ("bfp4", None), ("mixed_bitmod4", None), ("fp8_e4m3", None)]
+                ("nvfp4", None), ("fp4_e2m1", 128), ("bfp4", None), ("mixed_bitmod4", None), ("fp8_e4m3", None),
+                ("bl5", None), ("bmf5_e2m2", None), ("log4", None)]
 
 
 @pytest.mark.parametrize("name,gs", GPTQ_FORMATS)
@@ -270,6 +271,7 @@ def test_gptq_beats_rtn_and_lies_on_the_grid(name, gs, seed):
     W = _weight(rows, k, seed)
     res = alg.gptq(W, _hessian(x), name, group_size=gs)
     rtn = qsparse.fake_quant(W, name, group_size=gs)
+    assert torch.isfinite(res.weight).all()
     assert _out_err(x, W, res.weight) <= _out_err(x, W, rtn)
     f = qsparse.Format.parse(name, group_size=gs) if gs is not None else qsparse.Format.parse(name)
     if res.qparams is not None:
@@ -530,3 +532,16 @@ def test_hessian_bf16_matmul_is_the_product_of_rounded_inputs():
     assert not torch.equal(h.H, f.H)
     with pytest.raises(ValueError, match="matmul"):
         alg.Hessian(24, matmul="fp8")
+
+
+@pytest.mark.parametrize("name", ["mxfp4", "nvfp4"])
+def test_gptq_under_the_fpquant_profile(name):
+    x = _inputs(1024, 256, 4)
+    W = _weight(64, 256, 4)
+    f = qsparse.Format(name, compat="fpquant")
+    res = alg.gptq(W, _hessian(x), f)
+    rtn = qsparse.fake_quant(W, f)
+    assert _out_err(x, W, res.weight) <= _out_err(x, W, rtn)
+    a = qsparse.functional.op_args(f)
+    again = ops.fake_quant_qparams(res.weight, res.qparams, a[0], a[1], a[2], 0, a[3], a[4], a[6], None, 0)
+    assert torch.equal(again, res.weight)  # values: FP-Quant's E2M1 rounding turns +0 into -0 each time
