@@ -19,7 +19,6 @@ import time
 
 import torch
 
-import qsparse
 from qsparse import algorithms as alg
 
 log = logging.getLogger("qsparse.bench")

@@ -682,7 +682,7 @@ def markdown_table() -> str:
             sub = "-"
         elif f.family == "llmq":
             kind = "log, " if f.log else ("no implicit bit, " if f.denorm else "")
-            bias = f"8-bit bias per block" if f.block_bias else f"bias {f.bias}"
+            bias = "8-bit bias per block" if f.block_bias else f"bias {f.bias}"
             grid = f"E{f.ebits}" + ("" if f.log else f"M{f.mbits}") + f", {kind}{bias}"
             sub = f"{f.min_subnormal:.6g}"
         elif f.family in ("float", "scaled"):

@@ -11,7 +11,7 @@ import torch
 
 import qsparse
 from qsparse import reference as ref
-from helpers import assert_same_bits, fq, randn
+from helpers import assert_same_bits, fq
 
 CASES = [("int4", 32, None), ("int4", "row", None), ("int4_asym", 32, None), ("int3_full", 16, None),
          ("int8", "tensor", None), ("fp4_e2m1", 32, "amax"), ("nvfp4", None, None), ("nvfp4", None, "e4m3_block"),
