@@ -80,9 +80,32 @@ typedef struct qs_qp_job {
     int32_t *qp_out;
     int64_t x_stride, y_stride, m_stride, qp_stride;
     int64_t rows, cols, group, upr;
-    int32_t dtype, mask_mode, per_tensor;
+    int32_t dtype, mask_mode, per_tensor, elementwise;
     float tscale;
 } qs_qp_job;
+
+/* The arguments of a qparams call (checked) in a job; kt (and lt) are the caller's. */
+static void qs_qp_job_fill(qs_qp_job *jb, const qs_quant_params *params, int32_t dtype, int64_t rows, int64_t cols,
+                           const void *x, int64_t x_stride, void *y, int64_t y_stride, const uint8_t *mask,
+                           int64_t mask_stride, int32_t mask_mode, const int32_t *qp_in, int32_t *qp_out,
+                           int64_t qp_stride) {
+    jb->rng = qs_rng_make(params->seed);
+    jb->x = x;
+    jb->y = y;
+    jb->mask = mask_mode != QS_MASK_NONE ? mask : NULL;
+    jb->qp = qp_in;
+    jb->qp_out = qp_out;
+    jb->x_stride = x_stride;
+    jb->y_stride = y_stride;
+    jb->m_stride = mask_stride;
+    jb->qp_stride = qp_stride;
+    jb->rows = rows;
+    jb->cols = cols;
+    jb->group = params->group_size > 0 && params->group_size < cols ? params->group_size : cols;
+    jb->dtype = dtype;
+    jb->mask_mode = mask_mode;
+    jb->per_tensor = params->group_size == QS_GROUP_TENSOR;
+}
 
 static __global__ void qs_fq_qparams_kernel(const qs_qp_job jb) {
     const float ymax = qs_dtype_max(jb.dtype);
@@ -114,21 +137,8 @@ int32_t qs_fake_quant_qparams_cuda(const qs_quant_params *params, int32_t dtype,
     if (rows == 0 || cols == 0) return QS_OK;
     if (jb.kt.family == QS_FAMILY_LUT) QS_TRY(qs_lut_traits_make(params, &jb.lt));
     QS_TRY(qs_cuda_begin(device, &sms));
-    jb.rng = qs_rng_make(params->seed);
-    jb.x = x;
-    jb.y = y;
-    jb.mask = mask_mode != QS_MASK_NONE ? mask : NULL;
-    jb.qp = qp;
-    jb.x_stride = x_stride;
-    jb.y_stride = y_stride;
-    jb.m_stride = mask_stride;
-    jb.qp_stride = qp_stride;
-    jb.rows = rows;
-    jb.cols = cols;
-    jb.group = params->group_size > 0 && params->group_size < cols ? params->group_size : cols;
-    jb.dtype = dtype;
-    jb.mask_mode = mask_mode;
-    jb.per_tensor = params->group_size == QS_GROUP_TENSOR;
+    qs_qp_job_fill(&jb, params, dtype, rows, cols, x, x_stride, y, y_stride, mask, mask_stride, mask_mode, qp,
+                   NULL, qp_stride);
     qs_fq_qparams_kernel<<<qs_grid(rows * cols, QS_THREADS, sms, 8, 1), QS_THREADS, 0, (cudaStream_t)stream>>>(jb);
     return qs_cuda_launch_status();
 }
@@ -156,7 +166,8 @@ static __global__ void qs_qparams_kernel(const qs_qp_job jb) {
             r.amax_bits = a > r.amax_bits ? a : r.amax_bits;
         }
         g = qs_group_params(&kt, r, kt.family);
-        qs_qp_store_g(jb.qp_out + row * jb.qp_stride + QS_QPARAM_WORDS * k, &g);
+        if (jb.elementwise) qs_qp_store(jb.qp_out + row * jb.qp_stride, 0, 0, 0.0f, 0.0f, 0.0f); /* as the CPU's */
+        else qs_qp_store_g(jb.qp_out + row * jb.qp_stride + QS_QPARAM_WORDS * k, &g);
     }
 }
 
@@ -177,19 +188,12 @@ int32_t qs_quant_qparams_cuda(const qs_quant_params *params, int32_t dtype, int6
         return QS_ERR_UNSUPPORTED;
     if (rows == 0 || cols == 0) return QS_OK;
     QS_TRY(qs_cuda_begin(device, &sms));
-    jb.x = x;
-    jb.mask = mask_mode != QS_MASK_NONE ? mask : NULL;
-    jb.qp_out = qp;
-    jb.x_stride = x_stride;
-    jb.m_stride = mask_stride;
-    jb.qp_stride = qp_stride;
-    jb.rows = rows;
-    jb.cols = cols;
-    jb.group = jb.kt.family == QS_FAMILY_FLOAT ? cols
-               : params->group_size > 0 && params->group_size < cols ? params->group_size : cols;
+    qs_qp_job_fill(&jb, params, dtype, rows, cols, x, x_stride, NULL, 0, mask, mask_stride, mask_mode, NULL, qp,
+                   qp_stride);
+    /* element-wise (QS_FAMILY_FLOAT, the element rows of QS_FAMILY_LLMQ): one zero record per row */
+    jb.elementwise = jb.kt.family == QS_FAMILY_FLOAT || (jb.kt.family == QS_FAMILY_LLMQ && !jb.kt.lq_block);
+    if (jb.elementwise) jb.group = cols;
     jb.upr = (cols + jb.group - 1) / jb.group;
-    jb.dtype = dtype;
-    jb.mask_mode = mask_mode;
     jb.tscale = tensor_scale != NULL ? *tensor_scale : 0.0f;
     qs_qparams_kernel<<<qs_grid(rows * jb.upr, 128, sms, 16, 1), 128, 0, (cudaStream_t)stream>>>(jb);
     return qs_cuda_launch_status();

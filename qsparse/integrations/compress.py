@@ -73,14 +73,17 @@ class Stage:
     options: Tuple[Tuple[str, Any], ...]  # the algorithm's own keyword arguments
     path: str
 
+    def layer_keys(self) -> Dict[str, Any]:
+        """The LayerConfig keys this stage sets on the modules it compresses (weight, activation, sparsity)."""
+        d: Dict[str, Any] = {}
+        for key in ("weight", "activation", "sparsity"):
+            v = getattr(self, key)
+            if v is not None:
+                d[key] = v.to_dict()
+        return d
+
     def to_dict(self) -> dict:
-        d: Dict[str, Any] = {"targets": list(self.targets), "ignore": list(self.ignore)}
-        if self.weight is not None:
-            d["weight"] = self.weight.to_dict()
-        if self.activation is not None:
-            d["activation"] = self.activation.to_dict()
-        if self.sparsity is not None:
-            d["sparsity"] = self.sparsity.to_dict()
+        d: Dict[str, Any] = {"targets": list(self.targets), "ignore": list(self.ignore), **self.layer_keys()}
         d.update(dict(self.options))
         return {self.method: d}
 
@@ -323,13 +326,8 @@ def _check_modules(model: nn.Module, stage: Stage, prefix: str, per_layer: Dict[
 
 def _new_config(m: nn.Module, stage: Stage) -> LayerConfig:
     old = m.config if isinstance(m, BFPLinear) else LayerConfig()
-    d = old.to_dict()
-    if stage.weight is not None:
-        d["weight"] = stage.weight.to_dict()
-    if stage.activation is not None:
-        d["activation"] = stage.activation.to_dict()
+    d = {**old.to_dict(), **stage.layer_keys()}
     if stage.sparsity is not None:
-        d["sparsity"] = stage.sparsity.to_dict()
         d["mask_mode"] = "fixed"
     opts = dict(stage.options)
     if "transform" in opts:
