@@ -44,9 +44,18 @@ __all__ = ["Hessian", "InputNorms", "LayerResult", "gptq", "sparsegpt", "wanda_m
 # ---- calibration statistics -------------------------------------------------------------------------------------
 
 
-def _sequences(x: torch.Tensor) -> Tuple[torch.Tensor, int]:
+def _check_columns(columns) -> None:
+    if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
+        raise ValueError(f"columns={columns!r} is not allowed; expected an int >= 1")
+
+
+def _sequences(x: torch.Tensor, columns: int) -> Tuple[torch.Tensor, int]:
     """(x as [tokens, columns], the number of sequences as the references count them: the leading dimension of a
-    3-D input, one for a 2-D input)."""
+    3-D input, one for a 2-D input), after checking x's last dimension."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != columns:
+        raise ValueError(f"x must be a tensor [..., {columns}], got "
+                         f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
+    x = x.detach()
     n = x.shape[0] if x.dim() >= 3 else 1
     return x.reshape(-1, x.shape[-1]), n
 
@@ -62,8 +71,7 @@ class Hessian:
     bfloat16); the product is accumulated into H in ``dtype`` either way."""
 
     def __init__(self, columns: int, device=None, dtype: torch.dtype = torch.float32, matmul: str = "fp32"):
-        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-            raise ValueError(f"columns={columns!r} is not allowed; expected an int >= 1")
+        _check_columns(columns)
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype={dtype} is not allowed; expected torch.float32 or torch.float64")
         if matmul not in MATMUL_PRECISIONS:
@@ -74,10 +82,7 @@ class Hessian:
 
     @torch.no_grad()
     def add_batch(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.H.shape[0]:
-            raise ValueError(f"x must be a tensor [..., {self.H.shape[0]}], got "
-                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
-        inp, n = _sequences(x.detach())
+        inp, n = _sequences(x, self.H.shape[0])
         self.H *= self.nsamples / (self.nsamples + n)
         self.nsamples += n
         inp = math.sqrt(2 / self.nsamples) * inp.to(self.H.dtype)
@@ -100,17 +105,13 @@ class InputNorms:
     input feature over the tokens (locuslab/wanda ``WrappedGPT.add_batch``)."""
 
     def __init__(self, columns: int, device=None):
-        if isinstance(columns, bool) or not isinstance(columns, int) or columns < 1:
-            raise ValueError(f"columns={columns!r} is not allowed; expected an int >= 1")
+        _check_columns(columns)
         self.x_norm_sq = torch.zeros(columns, dtype=torch.float32, device=device)
         self.nsamples = 0
 
     @torch.no_grad()
     def add_batch(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor) or x.dim() < 1 or x.shape[-1] != self.x_norm_sq.shape[0]:
-            raise ValueError(f"x must be a tensor [..., {self.x_norm_sq.shape[0]}], got "
-                             f"{tuple(getattr(x, 'shape', ())) or type(x).__name__}")
-        inp, n = _sequences(x.detach())
+        inp, n = _sequences(x, self.x_norm_sq.shape[0])
         self.x_norm_sq *= self.nsamples / (self.nsamples + n)
         self.nsamples += n
         self.x_norm_sq += torch.linalg.vector_norm(inp.float(), dim=0) ** 2 / self.nsamples

@@ -1,15 +1,12 @@
 """The qsparse command end to end: run, eval, compress, describe on stories260K and on tiny random models, the
 files they write and what is in them, checked against computations written here (the same windows, float64
 log-softmax), and the error paths (exit status 2, one line, no traceback unless --debug)."""
-import importlib.util
 import json
-import math
 import os
 import subprocess
 import sys
 
 import pytest
-import torch
 import yaml
 
 pytest.importorskip("transformers")
@@ -18,26 +15,9 @@ import qsparse  # noqa: E402
 from qsparse.cli import main  # noqa: E402
 from qsparse.run import adapt_compression, apply_overrides, RunError  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data")
-STORIES = os.path.join(DATA, "stories260K")
-TEXT = os.path.join(DATA, "wikitext2", "test.txt")
-needs_data = pytest.mark.skipif(not os.path.exists(STORIES), reason="../shared/data (stories260K, WikiText-2) is absent")
+from shared_data import DATA, ROOT, STORIES, TEXT, direct_ppl, needs_data  # noqa: E402
+
 CONFIGS = os.path.join(ROOT, "configs")
-# one-shot compression (qsparse.algorithms and its driver qsparse.integrations.compress) is merged separately
-MERGED = (importlib.util.find_spec("qsparse.algorithms") is not None
-          and importlib.util.find_spec("qsparse.integrations.compress") is not None)
-
-
-def direct_ppl(model, ids: torch.Tensor, seqlen: int, windows: int) -> float:
-    """GPTQ's perplexity written out: consecutive windows, mean NLL of tokens 1.. of each, exp of the mean."""
-    total = 0.0
-    with torch.no_grad():
-        for i in range(windows):
-            w = ids[i * seqlen:(i + 1) * seqlen]
-            logp = torch.log_softmax(model(w[None]).logits[0].double(), dim=-1)
-            total += -logp[torch.arange(seqlen - 1), w[1:]].mean().item()
-    return math.exp(total / windows)
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +188,6 @@ def test_describe(capsys):
     assert len(capsys.readouterr().out.splitlines()) == len(qsparse.formats.names())
 
 
-@pytest.mark.skipif(not MERGED, reason="qsparse.algorithms not merged yet")
 @needs_data
 def test_compress_command(tmp_path):
     cfg = {"name": "c", "model": STORIES, "calibration": {"source": TEXT, "nsamples": 4, "seqlen": 64},
@@ -226,7 +205,6 @@ def test_compress_command(tmp_path):
     assert mods and all(mm.mask is not None for _, mm in mods)
 
 
-@pytest.mark.skipif(not MERGED, reason="qsparse.algorithms not merged yet")
 @needs_data
 def test_run_with_stages_and_finetune_marker(tmp_path):
     out = tmp_path / "st"

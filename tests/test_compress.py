@@ -23,11 +23,8 @@ from qsparse.integrations import compress as C  # noqa: E402
 from qsparse.nn import BFPLinear  # noqa: E402
 
 from hf_models import tiny_model  # noqa: E402
+from shared_data import DATA, needs_data  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data")
-needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "stories260K")),
-                                reason="../shared/data is absent")
 
 
 def _windows(n=8, seqlen=16, vocab=128, seed=3):

@@ -1,6 +1,5 @@
 """Perplexity under the GPTQ protocol against a straightforward computation written here (the same windows,
 float64 log-softmax), and C4's window draws against a transcription of the reference's loop."""
-import math
 import os
 import random
 
@@ -13,10 +12,7 @@ from qsparse.data import read_rows, rows_of  # noqa: E402
 from qsparse.eval import perplexity  # noqa: E402
 from qsparse.eval.perplexity import c4_windows, model_seqlen  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data")
-needs_data = pytest.mark.skipif(not os.path.exists(os.path.join(DATA, "stories260K")),
-                                reason="../shared/data is absent")
+from shared_data import DATA, direct_ppl, needs_data  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,13 +30,7 @@ def test_wikitext_perplexity_equals_a_direct_computation(stories):
     seqlen = 256
     ids = tok("\n\n".join(rows), return_tensors="pt").input_ids[0]
     n = ids.numel() // seqlen
-    total = 0.0
-    with torch.no_grad():
-        for i in range(n):
-            w = ids[i * seqlen:(i + 1) * seqlen]
-            logp = torch.log_softmax(model(w[None]).logits[0].double(), dim=-1)
-            total += -logp[torch.arange(seqlen - 1), w[1:]].mean().item()
-    expected = math.exp(total / n)
+    expected = direct_ppl(model, ids, seqlen, n)
     got = perplexity(model, tok, rows, seqlen=seqlen, batch_size=7, progress=False)
     assert got.windows == n and got.seqlen == seqlen and got.tokens == n * seqlen
     assert got.ppl == pytest.approx(expected, rel=1e-6)
@@ -111,14 +101,8 @@ def test_max_windows_takes_the_first_windows():
 
     model = tiny_model("llama")
     ids = torch.randint(0, 128, (200,), generator=torch.Generator().manual_seed(3))
-    total = 0.0
-    with torch.no_grad():
-        for i in range(2):
-            w = ids[i * 32:(i + 1) * 32]
-            logp = torch.log_softmax(model(w[None]).logits[0].double(), dim=-1)
-            total += -logp[torch.arange(31), w[1:]].mean().item()
     got = perplexity(model, None, ids, seqlen=32, max_windows=2, progress=False)
-    assert got.windows == 2 and got.ppl == pytest.approx(math.exp(total / 2), rel=1e-6)
+    assert got.windows == 2 and got.ppl == pytest.approx(direct_ppl(model, ids, 32, 2), rel=1e-6)
     assert perplexity(model, None, ids, seqlen=32, progress=False).windows == 6  # floor(200 / 32)
     with pytest.raises(ValueError, match="max_windows=0"):
         perplexity(model, None, ids, seqlen=32, max_windows=0)

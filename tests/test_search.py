@@ -16,22 +16,14 @@ pytest.importorskip("transformers")
 import qsparse  # noqa: E402
 from qsparse.cli import main  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data")
-STORIES = os.path.join(DATA, "stories260K")
-TEXT = os.path.join(DATA, "wikitext2", "test.txt")
-needs_data = pytest.mark.skipif(not os.path.exists(STORIES), reason="../shared/data (stories260K, WikiText-2) is absent")
+from shared_data import STORIES, TEXT, needs_data  # noqa: E402
+from shared_data import direct_ppl as _direct_ppl  # noqa: E402
+
 SEQLEN, WINDOWS = 32, 3
 
 
 def direct_ppl(model, ids, seqlen=SEQLEN, windows=WINDOWS):
-    total = 0.0
-    with torch.no_grad():
-        for i in range(windows):
-            w = ids[i * seqlen:(i + 1) * seqlen]
-            logp = torch.log_softmax(model(w[None]).logits[0].double(), dim=-1)
-            total += -logp[torch.arange(seqlen - 1), w[1:]].mean().item()
-    return math.exp(total / windows)
+    return _direct_ppl(model, ids, seqlen, windows)
 
 
 @pytest.fixture(scope="module")

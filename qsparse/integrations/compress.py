@@ -449,8 +449,8 @@ def _apply_result(parent_layer: nn.Module, rel: str, stage: Stage, weight: Optio
                   mask: Optional[torch.Tensor], qparams: Optional[torch.Tensor] = None) -> BFPLinear:
     modules = dict(parent_layer.named_modules())
     old = modules[rel]
-    new = BFPLinear.wrap(old, _new_config(old, stage)) if not isinstance(old, BFPLinear) or \
-        _new_config(old, stage) != old.config else old
+    cfg = _new_config(old, stage)
+    new = old if isinstance(old, BFPLinear) and cfg == old.config else BFPLinear.wrap(old, cfg)
     if new is not old:
         if isinstance(old, BFPLinear) and old.mask is not None and new.mask is not None:
             new.mask.copy_(old.mask)
