@@ -169,6 +169,23 @@ def test_lut_masks_and_threads(name, first):
     assert_same_bits(y1, y, "1 thread")
 
 
+@pytest.mark.parametrize("name", ["mixed_bitmod4", "mixed_ant4", "mixed_er3", "mx_fp4", "flint4"])
+def test_lut_long_masked_groups_and_tiny_maxima(name):
+    # groups longer than the kernel's buffer (loaded in chunks, once per grid) with a mask; and groups whose max is
+    # a few binary32 subnormal steps, where amax / max|grid| underflows to 0 for some grids of a mixed format and
+    # not for others
+    x = outliers((6, 700), seed=11)
+    mask = torch.rand(6, 700, generator=torch.Generator().manual_seed(12)) < 0.6
+    for first in (True, False):
+        y = qsparse.fake_quant(x, name, group_size="row", mask=mask, sparsify_first=first)
+        assert_same_bits(y, ref.fake_quant(x, name, group_size="row", mask=mask, sparsify_first=first), name,
+                         inputs=x)
+    tiny = 2.0 ** -149
+    x = torch.tensor([[k * tiny, -tiny, 3 * tiny, 0.0] * 8 for k in (1, 2, 3, 5, 8, 12, 15, 16, 17, 24, 31, 33)])
+    y = qsparse.fake_quant(x, name, group_size=32)
+    assert_same_bits(y, ref.fake_quant(x, name, group_size=32), f"{name} subnormal maxima", inputs=x)
+
+
 def test_lut_special_groups():
     x = torch.zeros(3, 256)
     x[1, 5] = math.nan
