@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple, Union
 
 from . import _lib
@@ -42,7 +42,11 @@ ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in 
 
 # qs_format_info.flags
 _HAS_INF, _HAS_NAN, _HAS_SUBNORMALS, _SATURATES, _HAS_CODES = 1, 2, 4, 8, 16
-_LOG, _DENORM, _BLOCK_BIAS = 1 << 7, 1 << 8, 1 << 9
+_FIXED_POINT, _LOG, _DENORM, _BLOCK_BIAS = 1 << 6, 1 << 7, 1 << 8, 1 << 9
+# llm-mixed-q's `integer` (fixed point): widths of the table's fixed{w}_f0 rows and the fraction widths a call takes
+# (qsparse.h: QS_FIXED_FRAC_MIN, QS_FIXED_FRAC_MAX).
+FIXED_WIDTHS = range(2, 17)
+FIXED_FRAC_RANGE = range(-16, 33)
 LLMQ_BIAS_BITS = 8  # the block bias of bl{w} and bmf*: llm-mixed-q's exponent_bias_width in its configurations
 
 GroupSize = Union[int, str, None]
@@ -78,6 +82,8 @@ class FormatInfo:
     log: bool = False  # llmq: powers of two only (log{w}, bl{w})
     denorm: bool = False  # llmq: no implicit mantissa bit (dmf)
     block_bias: bool = False  # llmq: one 8-bit exponent bias per block (bl{w}, bmf*)
+    fixed_point: bool = False  # llmq: llm-mixed-q's fixed point fixed{w}_f{f}, values k * 2^-f, qmin <= k <= qmax
+    frac_bits: int = 0  # fixed point: the fraction width f (max_normal, min_normal, min_subnormal are of this f)
 
     @property
     def grids(self) -> Tuple[Tuple[str, Tuple[float, ...]], ...]:
@@ -142,6 +148,7 @@ def table() -> Tuple[FormatInfo, ...]:
                     log=bool(flags & _LOG),
                     denorm=bool(flags & _DENORM),
                     block_bias=bool(flags & _BLOCK_BIAS),
+                    fixed_point=bool(flags & _FIXED_POINT) and r["family"] == FAMILIES.index("llmq"),
                 )
             )
         _by_name.update((f.name, f) for f in rows)
@@ -150,8 +157,29 @@ def table() -> Tuple[FormatInfo, ...]:
 
 
 def names() -> Tuple[str, ...]:
-    """Canonical names of all formats."""
+    """Canonical names of all formats (of the fixed-point formats, the table's rows fixed{w}_f0; every other
+    fraction width is the same row: see :func:`fixed_name`)."""
     return tuple(f.name for f in table())
+
+
+def fixed_name(width: int, frac_width: int) -> str:
+    """The canonical name of llm-mixed-q's fixed point with ``width`` bits of which ``frac_width`` are fraction bits
+    (its ``integer`` quantizer, signed): ``fixed8_f4``; a negative fraction width is written ``fixed8_fm2``.
+    Registers the format (one row of the table per width, the fraction width a parameter of the call)."""
+    for param, v, allowed in (("width", width, FIXED_WIDTHS), ("frac_width", frac_width, FIXED_FRAC_RANGE)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"fixed point: {param} must be an int, got {v!r}")
+        if v not in allowed:
+            raise ValueError(f"fixed point: {param}={v} is not supported; allowed: {allowed.start} to "
+                             f"{allowed.stop - 1}")
+    table()
+    name = f"fixed{width}_f{frac_width}" if frac_width >= 0 else f"fixed{width}_fm{-frac_width}"
+    if name not in _by_name:
+        row = _by_name[f"fixed{width}_f0"]
+        unit = 2.0**-frac_width
+        _by_name[name] = replace(row, name=name, frac_bits=frac_width, max_normal=row.qmax * unit,
+                                 min_normal=unit, min_subnormal=unit)
+    return name
 
 
 # Names users type for the same formats. Lower-case, '-' and ' ' read as '_'.
@@ -194,9 +222,10 @@ _DEFAULT_BITS = {"mixed_ant": 4, "mixed_er": 4, "mixed_ea": 4, "mixed_bitmod": 4
 # configurations (8 bits: E4M3; 5 bits: BM5 = E2M2), the nearest OCP-like split elsewhere.
 DEFAULT_EBITS = {3: 1, 4: 2, 5: 2, 6: 3, 7: 3, 8: 4}
 _WIDTH_ONLY = re.compile(r"^(dmf|bmf)([3-8])$")
-# llm-mixed-q's `integer` is fixed point with a fraction width (x_hat = clamp(round(x * 2^f)) / 2^f), not a
-# scaled integer grid: not one of these formats.
-_NOT_YET = ("integer",)
+# llm-mixed-q's `integer` (fixed point, x_hat = clamp(round(x * 2^f), ...) / 2^f): its width and fraction width
+# (`width`, `frac_width` in its configs) as bits= and frac_width=; fixed{w}_f{f} by name, fixed8_f-2 = fixed8_fm2.
+_FIXED_NAMES = ("integer", "fixed", "fixed_point")
+_FIXED = re.compile(r"^fixed([0-9]+)_f(m|_)?([0-9]+)$")
 _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
 _INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
@@ -209,18 +238,39 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-\s]+", "_", name.strip().lower())
 
 
-def parse(name: str, bits: Optional[int] = None) -> str:
+def parse(name: str, bits: Optional[int] = None, frac_width: Optional[int] = None) -> str:
     """The canonical name of a format name or alias; ValueError (listing close matches) if there is none.
 
     ``bits`` gives the width where a source names it separately (BitMoD's ``--wq_bits``): ``parse("mixed_bitmod",
     bits=3) == "mixed_bitmod3"``, ``parse("int", bits=4) == "int4"``; ``mixed_*`` default to 4 bits. With a name that
-    has its width already, ``bits`` must agree with it."""
+    has its width already, ``bits`` must agree with it. ``frac_width``: the fraction width of llm-mixed-q's fixed
+    point, ``parse("integer", bits=8, frac_width=4) == "fixed8_f4"`` (its config ``name: integer, width: 8,
+    frac_width: 4``; see :func:`llmq_format`)."""
     if not isinstance(name, str):
         raise TypeError(f"format name must be a str, got {type(name).__name__}")
     if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)):
         raise TypeError(f"bits must be None or an int, got {bits!r}")
+    if frac_width is not None and (isinstance(frac_width, bool) or not isinstance(frac_width, int)):
+        raise TypeError(f"frac_width must be None or an int, got {frac_width!r}")
     table()
     key = _normalize(name)
+    if key in _FIXED_NAMES:
+        if bits is None or frac_width is None:
+            raise ValueError(f"format {name!r} (llm-mixed-q's fixed point) needs its width and fraction width: pass "
+                             f"bits= and frac_width= (its config's width and frac_width), e.g. bits=8, frac_width=4")
+        return fixed_name(bits, frac_width)
+    m = _FIXED.match(key)
+    if m:
+        f = int(m.group(3)) * (-1 if m.group(2) else 1)
+        canonical = fixed_name(int(m.group(1)), f)
+        if bits is not None and bits != int(m.group(1)):
+            raise ValueError(f"bits={bits} disagrees with format {name!r}, which has {m.group(1)} bits")
+        if frac_width is not None and frac_width != f:
+            raise ValueError(f"frac_width={frac_width} disagrees with format {name!r}, whose fraction width is {f}")
+        return canonical
+    if frac_width is not None:
+        raise ValueError(f"frac_width applies to llm-mixed-q's fixed point ('integer', fixed{{w}}_f{{f}}), not to "
+                         f"format {name!r}")
     if key in _BITS_NAMES:
         b = bits if bits is not None else _DEFAULT_BITS.get(key)
         if b is None:
@@ -232,10 +282,6 @@ def parse(name: str, bits: Optional[int] = None) -> str:
             return parse(canonical)
         except ValueError:
             raise ValueError(f"format {name!r} has no {b}-bit variant ({canonical!r} is not a format)") from None
-    if key in _NOT_YET:
-        raise ValueError(f"format {name!r} (llm-mixed-q's fixed point with a fraction width, x_hat = "
-                         "clamp(round(x * 2^frac), ...) / 2^frac) is not implemented in this version of qsparse; "
-                         "the scaled integer grids are int{b}, int{b}_full, int{b}_asym")
     if bits is not None:
         canonical = parse(key)
         if get(canonical).bits != bits:
@@ -265,6 +311,35 @@ def parse(name: str, bits: Optional[int] = None) -> str:
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown number format {name!r}{hint}. Known formats: {', '.join(names())}")
+
+
+def llmq_format(config: dict) -> "Format":
+    """The Format of one llm-mixed-q quantizer config: its ``name`` with ``width`` (and for ``integer`` its
+    ``frac_width``; ``is_signed`` must be true, the signed quantizer of its models), e.g. ``{"name": "integer",
+    "width": 8, "frac_width": 4}`` -> ``Format("fixed8_f4")``; other names as :func:`parse` with ``bits=width``
+    (``{"name": "block_fp", "width": 8}`` -> ``bfp8``), under ``compat="llm-mixed-q"`` where qsparse's default
+    differs from its arithmetic (minifloats, block_fp)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"an llm-mixed-q quantizer config is a dict with a 'name', got {config!r}")
+    width = config.get("width")
+    if _normalize(str(config["name"])) == "integer":
+        unknown = set(config) - {"name", "width", "frac_width", "is_signed"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)} in llm-mixed-q integer config; allowed: name, width, "
+                             "frac_width, is_signed")
+        if not config.get("is_signed", True):
+            raise ValueError("is_signed=False (llm-mixed-q's unsigned integer) is not supported; its models "
+                             "quantize signed")
+        for key in ("width", "frac_width"):
+            if key not in config:
+                raise ValueError(f"llm-mixed-q integer config needs {key!r}, got {config!r}")
+        return Format(parse("integer", bits=config["width"], frac_width=config["frac_width"]))
+    if width is None:
+        raise ValueError(f"llm-mixed-q config {config!r} needs 'width'")
+    name = parse(str(config["name"]), bits=width)
+    info = get(name)
+    profile = info.family in ("float", "bfp")
+    return Format(name, compat="llm-mixed-q" if profile else None)
 
 
 def _with_ebits(prefix: str, w: int, name: Optional[str] = None) -> str:
@@ -718,6 +793,7 @@ def markdown_table() -> str:
 
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
+           "fixed_name", "llmq_format", "FIXED_WIDTHS", "FIXED_FRAC_RANGE",
            "check_group_size", "check_scale_mode", "check_compat", "element_grid", "llmq_grid", "markdown_table",
            "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS", "COMPAT_PROFILES"]
 

@@ -303,7 +303,8 @@ static void test_fake_quant_args(void) {
         snprintf(what, sizeof what, "reserved[%d] = INT64_MIN", i);
         FQ(what, a_.p.reserved[i] = INT64_MIN, QS_ERR_INVALID_ARGUMENT);
     }
-    FQ("reserved32 = 1", a_.p.reserved32 = 1, QS_ERR_INVALID_ARGUMENT);
+    FQ("frac_bits = 1 on int4", a_.p.frac_bits = 1, QS_ERR_INVALID_ARGUMENT);
+    FQ("frac_bits != 0 before sizes", (a_.p.frac_bits = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
     FQ("reserved != 0 before sizes", (a_.p.reserved[0] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
     /* rounding modes, compat profiles and the lookup-grid rows */
     FQ("rounding half away", a_.p.rounding = QS_ROUND_HALF_AWAY, QS_OK);
