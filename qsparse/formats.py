@@ -479,6 +479,10 @@ class Description:
     tensor_scale_bits: int  # bits stored once per tensor on top (NVFP4's binary32 tensor scale), else 0
     metadata_bits: int = 0  # lookup-grid formats: bits per group naming the grid it took (counted in overhead)
     grids: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()  # lookup-grid formats: (name, values) of each grid
+    lowest: Optional[float] = None  # the most negative value where the grid is not symmetric (fixed point), else None
+    compat: Optional[str] = None  # the profile described (None: qsparse's definitions)
+    rounding: str = "rne"  # the rounding this use takes by default (the profile's: hbfp stochastic, ...)
+    notes: Tuple[str, ...] = ()  # what the profile does differently from qsparse's default, one clause each
 
 
 def element_grid(info: FormatInfo) -> Tuple[float, ...]:
@@ -510,8 +514,60 @@ def llmq_grid(info: FormatInfo) -> Tuple[float, ...]:
     return tuple(sorted(values))
 
 
+def _llmq_ieee_view(info: FormatInfo) -> Tuple[float, Tuple[float, ...]]:
+    """(max, non-negative grid) of a minifloat under llm-mixed-q's minifloat_ieee: every exponent code finite (bias
+    2^(E-1) - 1, codes 0 .. 2^E - 1, the lowest binade subnormal)."""
+    m, bias, top = info.mbits, (1 << (info.ebits - 1)) - 1, (1 << info.ebits) - 1
+    lo, hi = -bias, top - bias
+    values = {0.0}
+    values.update(k * 2.0 ** (lo + 1 - m) for k in range(1, 1 << m))
+    values.update(2.0**e * (1 + k / 2**m) for e in range(lo + 1, hi + 1) for k in range(1 << m))
+    return 2.0**hi * (2.0 - 2.0**-m), tuple(sorted(values))
+
+
+def _profile_notes(info: FormatInfo, compat: Optional[str], mode: str) -> Tuple[str, ...]:
+    """What a profile's kernel does differently (qsparse.h, qs_compat), for the uses check_compat accepts."""
+    if compat is None:
+        return ()
+    if compat == "torchao":
+        return ("none: qsparse's MX and NVFP4 scales follow torchao",)
+    if compat == "hbfp":
+        return ("default rounding stochastic (HBFP's)",)
+    if compat == "microxcaling":
+        return ("E8M0 floor exponent from the binary32 log2 of the block max (a max just below 2^k, k >= 2, takes k)",
+                "default rounding half_away (microxcaling's 'nearest')")
+    if compat == "fpquant":
+        if info.name == "mxfp4":
+            return ("scale 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75 in binary32, not a power of two (still one "
+                    "8-bit exponent per block); the block max lands in [3, 6), never clipped",
+                    "elements by FP-Quant's thresholds (nearest, a tie toward zero); +0.0 gives -0.0")
+        return ("global scale g = 2688 / amax_tensor (the reciprocal), block scale e4m3(g * amax / 6) with no lower "
+                "clamp, y = x * g / S", "elements by FP-Quant's thresholds (nearest, a tie toward zero); +0.0 gives "
+                "-0.0")
+    if compat == "bitmod":
+        notes = ["binary16 arithmetic (inputs rounded to binary16), scale a binary16 number clamped to [1e-5, 1e4]"]
+        if info.family == "int_asym":
+            notes.append("min and max not clipped at 0 (zero need not be on the grid)")
+        if info.family == "float":
+            notes.append("the grid in units of its smallest subnormal, a tie to the lower value")
+        return tuple(notes)
+    # llm-mixed-q
+    if info.fixed_point:
+        return ()  # its integer quantizer has no blend: qsparse's arithmetic is the source's
+    notes = ["output blend: |x| <= 1e-8 passes through unquantized, -0.0 becomes +0.0, Inf becomes NaN"]
+    if info.family == "float":
+        notes.insert(0, "minifloat_ieee: every exponent code finite (no Inf or NaN), a mantissa that rounds up to 2 "
+                        "is clamped to the binade's largest value, not carried")
+    elif info.family == "bfp":
+        notes.insert(0, "MSFP: 8-bit shared exponent E = clamp(ceil(log2 max), -127, 128) (128: a NaN block), "
+                        "mantissa clamp(round((|x| + 1e-9) / 2^E * 2^M), 0, 2^M - 1)")
+    elif info.block_bias:
+        notes.append("a NaN in a block makes it NaN; an Inf sets the block's bias (bl 0, bmf 255)")
+    return tuple(notes)
+
+
 def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_length: Optional[int] = None,
-             scale_bits: int = 16, scale_mode: Optional[str] = None) -> Description:
+             scale_bits: int = 16, scale_mode: Optional[str] = None, compat: Optional[str] = None) -> Description:
     """The value grid and storage cost of a format with a group size.
 
     Storage conventions: an INT group stores one scale of ``scale_bits`` bits (fp16 by default), an asymmetric one
@@ -521,13 +577,32 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     (log{w} and dmf are element-wise: no overhead). ``group_size`` None is the format's
     default (its block for BFP, MX and NVFP4, a row for INT); for a row, pass ``row_length`` to get the overhead.
     Examples: ``describe("int4", 128).bits_per_element == 4.125``, ``describe("mxfp4").bits_per_element == 4.25``,
-    ``describe("nvfp4").bits_per_element == 4.5``."""
-    options = {k: v for k, v in (("group_size", group_size), ("scale_mode", scale_mode)) if v is not None}
+    ``describe("nvfp4").bits_per_element == 4.5``. llm-mixed-q's fixed point (``fixed8_f4``): the grid k * 2^-f,
+    ``max`` (2^(w-1) - 1) * 2^-f, ``lowest`` -2^(w-1) * 2^-f, w bits per element.
+
+    ``compat``: the profile's use of the format (validated as ``Format(..., compat=)``): its default ``rounding``,
+    ``notes`` on what its kernel does differently, and the figures that differ (llm-mixed-q's minifloat_ieee: every
+    exponent code finite, so E4M3's max is 480 and E5M2 has no Inf; bitmod: the scale is a binary16 number, 16
+    bits whatever ``scale_bits`` says)."""
+    options = {k: v for k, v in (("group_size", group_size), ("scale_mode", scale_mode), ("compat", compat))
+               if v is not None}
     f = Format.parse(fmt, **options)
     info = f.info
     mode = f.effective_scale_mode
+    if f.compat == "bitmod":
+        scale_bits = 16  # BitMoD computes and keeps its scales in binary16
     grid = None
-    if info.family == "lut":
+    lowest = None
+    max_value, has_inf, has_nan = info.max_normal, info.has_inf, info.has_nan
+    if info.fixed_point:
+        unit = 2.0**-info.frac_bits
+        lowest = info.qmin * unit
+        if info.bits <= 8:
+            grid = tuple(k * unit for k in range(info.qmax + 1))
+    elif f.compat == "llm-mixed-q" and info.family == "float":
+        max_value, grid = _llmq_ieee_view(info)
+        has_inf = has_nan = False
+    elif info.family == "lut":
         grid = tuple(sorted({abs(v) for v in info.grids[0][1]}))
     elif info.family == "llmq":
         grid = llmq_grid(info)
@@ -538,7 +613,7 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         grid = tuple(float(q) for q in range(0, info.qmax + 1))
     group = f.group_size if f.group_size is not None else info.default_group
     tensor_bits = 32 if mode == "e4m3" else 0
-    if mode == "none":
+    if mode == "none" or (info.family == "llmq" and not info.block_bias):  # element-wise: nothing per group
         overhead: Optional[float] = 0.0
     else:
         if info.family == "lut":
@@ -556,11 +631,12 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         else:
             overhead = None
     return Description(
-        name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=info.max_normal,
+        name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=max_value,
         min_normal=info.min_normal, min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals,
-        has_inf=info.has_inf and mode == "none", has_nan=info.has_nan and mode == "none", element_bits=info.bits,
+        has_inf=has_inf and mode == "none", has_nan=has_nan and mode == "none", element_bits=info.bits,
         overhead_bits=overhead, bits_per_element=info.bits + (overhead or 0.0), tensor_scale_bits=tensor_bits,
-        metadata_bits=info.metadata_bits, grids=info.grids)
+        metadata_bits=info.metadata_bits, grids=info.grids, lowest=lowest, compat=f.compat, rounding=f.rounding,
+        notes=_profile_notes(info, f.compat, mode))
 
 
 @dataclass(frozen=True)

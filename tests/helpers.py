@@ -31,7 +31,8 @@ ALL_FORMATS = tuple(f.name for f in TABLE)
 COMMON_FORMATS = tuple(f.name for f in TABLE if f.family not in ("lut", "llmq"))
 ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise and f.family != "llmq")
 GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family not in ("scaled", "lut", "llmq"))
-LLMQ_FORMATS = tuple(f.name for f in TABLE if f.family == "llmq")
+LLMQ_FORMATS = tuple(f.name for f in TABLE if f.family == "llmq" and not f.fixed_point)  # exponent-first
+FIXED_FORMATS = tuple(f.name for f in TABLE if f.fixed_point)  # llm-mixed-q's integer, fixed{w}_f0
 LUT_FORMATS = tuple(f.name for f in TABLE if f.family == "lut")
 SCALED_FORMATS = tuple(f.name for f in TABLE if f.family == "scaled")
 CODE_FORMATS = tuple(f.name for f in TABLE if f.has_codes)
