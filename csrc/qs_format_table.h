@@ -246,7 +246,7 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         if (r->flags & QS_FMT_FIXED_POINT) { /* integer codes -2^(w-1) .. 2^(w-1) - 1 of 2^-f, f = 0 */
             out->qmax = (1 << (r->bits - 1)) - 1;
             out->qmin = -(1 << (r->bits - 1));
-            out->max_normal = (double)(-out->qmin);
+            out->max_normal = (double)out->qmax; /* as int{b}_full: the positive end (the grid has -qmax - 1) */
             out->scale_kind = QS_SCALE_NONE;
             break;
         }

@@ -817,6 +817,15 @@ sync with the table): one row per format. Exact definitions are in the design sp
   it does not replace a zero block's max by the tensor's smallest nonzero block max (which only changes bl's
   output for an all-zero block: +2^-bias). Seed names with separate bits: `log`, `bl`, `dmf`, `bmf`,
   `minifloat` (exponent width 4 at 8 bits, 2 at 4-5 bits, 3 at 6-7 bits, 1 at 3 bits), `bfp`.
+- **llm-mixed-q's fixed point** (its `integer` quantizer, signed): `fixed{w}_f{f}` (`fixed8_f4`; a negative
+  fraction width as `fixed8_fm2`), `x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f`, element-wise,
+  half to even, w = 2..16 and f = -16..32. The table holds one row per width, `fixed{w}_f0` (max, min subnormal
+  below are those of f = 0: multiply by 2^-f); the fraction width is a parameter of the call
+  (`qs_quant_params.frac_bits`). NaN stays NaN, +-Inf clamp to the grid's ends, -0.0 stays -0.0 (as the source's
+  torch ops); bit for bit with the source in every dtype, except fp16 grids beyond 65504 (f < 0), which clamp to
+  65504 where the source overflows to Inf. Its configs' `name: integer, width: 8, frac_width: 4`:
+  `formats.parse("integer", bits=8, frac_width=4)` or `formats.llmq_format(config)`; `compat="llm-mixed-q"` is the
+  same arithmetic.
 """
 
 
@@ -831,6 +840,9 @@ def markdown_table() -> str:
         if f.family == "lut":
             grid = " / ".join(f"{n} {{{', '.join(f'{v:g}' for v in vals)}}}" for n, vals in f.grids)
             sub = "-"
+        elif f.fixed_point:
+            grid = f"fixed point k * 2^-f, k in [{f.qmin}, {f.qmax}]"
+            sub = "2^-f"
         elif f.family == "llmq":
             kind = "log, " if f.log else ("no implicit bit, " if f.denorm else "")
             bias = "8-bit bias per block" if f.block_bias else f"bias {f.bias}"

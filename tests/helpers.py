@@ -128,6 +128,9 @@ def spec_family(name: str):
     m = re.fullmatch(r"(?:log|bl)([2-8])|(?:dmf|bmf)([3-8])_e[1-7]m[0-6]", name)
     if m:  # FORMATS.md sections 3 and 6: llm-mixed-q's formats
         return "llmq", int(m.group(1) or m.group(2))
+    m = re.fullmatch(r"fixed([0-9]+)_fm?[0-9]+", name)
+    if m:  # llm-mixed-q's fixed point (its integer quantizer): w bits, codes -2^(w-1) .. 2^(w-1) - 1
+        return "llmq", int(m.group(1))
     raise AssertionError(f"format {name!r} has no hand-typed spec constants in tests/helpers.py: add them")
 
 
