@@ -36,7 +36,7 @@ COMPAT_PROFILES = {
     "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
     "fpquant": (4, "rne", "mxfp4 (scale floor) and nvfp4 (scale e4m3): FP-Quant's E2M1 quantizers"),
     "llm-mixed-q": (3, "rne", "element-wise minifloats fp{w}_e{E}m{M} (its minifloat_ieee), bfp{w} (its MSFP "
-                    "block_fp), log{w}, bl{w}, dmf*, bmf*"),
+                    "block_fp), log{w}, bl{w}, dmf*, bmf*, fixed{w}_f{f} (its integer: the same arithmetic)"),
 }
 ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in C order
 

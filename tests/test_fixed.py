@@ -268,3 +268,23 @@ def test_cuda_matches_cpu(w, f, dtype):
     x = x.reshape(-1, 256)
     cpu = qsparse.fake_quant(x, name_of(w, f))
     assert_same_bits(qsparse.fake_quant(x.cuda(), name_of(w, f)).cpu(), cpu, f"{name_of(w, f)} cuda")
+
+
+def test_gptq_on_the_grid_and_below_rtn():
+    from qsparse import algorithms
+    g = torch.Generator().manual_seed(0)
+    W, X = torch.randn(16, 256, generator=g), torch.randn(2048, 256, generator=g)
+    H = 2 * X.T @ X / X.shape[0]
+    Q = algorithms.gptq(W, H, "fixed8_f5").weight
+    k = Q * 32
+    assert torch.equal(k, torch.round(k)) and k.min() >= -128 and k.max() <= 127
+    err = lambda q: ((W - q) @ X.T).pow(2).sum().item()  # noqa: E731
+    assert err(Q) <= err(qsparse.fake_quant(W, "fixed8_f5"))
+
+
+def test_bfplinear_takes_fixed_point():
+    layer = qsparse.BFPLinear.from_linear(torch.nn.Linear(64, 32), weight="fixed8_f4", activation="fixed16_f8")
+    x = randn((3, 64), 17)
+    w = qsparse.fake_quant(layer.weight.detach(), "fixed8_f4")
+    expected = torch.nn.functional.linear(qsparse.fake_quant(x, "fixed16_f8"), w, layer.bias.detach())
+    assert torch.equal(layer(x).detach(), expected)
