@@ -114,6 +114,16 @@ enum { QS_LUT_SETS(QS_LUT_SET_ID) QS_LUT_SET_COUNT_ };
     QS_LOG_ROWS(X, 2) QS_LOG_ROWS(X, 3) QS_LOG_ROWS(X, 4) QS_LOG_ROWS(X, 5) QS_LOG_ROWS(X, 6)                  \
     QS_LOG_ROWS(X, 7) QS_LOG_ROWS(X, 8) QS_EM_M1(X, QS_DMF_ROW) QS_EM_M1(X, QS_BMF_ROW) QS_EM_M0(X, QS_BMF_ROW)
 
+/* llm-mixed-q's `integer` (quantizers/integer.py, signed): fixed point with w bits of which f are fraction bits,
+   x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f, element-wise. One row per width; the row is f = 0
+   and the fraction width is the call's (qs_quant_params.frac_bits), so that the table does not hold a row for
+   every (w, f) pair. */
+#define QS_FIXED_ROW(X, w) X("fixed" #w "_f0", QS_FAMILY_LLMQ, w, 0, 0, QS_FMT_FIXED_POINT, QS_GROUP_ROW, QS_SCALE_MODE_DEFAULT)
+#define QS_FIXED_ROWS(X)                                                                                      \
+    QS_FIXED_ROW(X, 2) QS_FIXED_ROW(X, 3) QS_FIXED_ROW(X, 4) QS_FIXED_ROW(X, 5) QS_FIXED_ROW(X, 6)               \
+    QS_FIXED_ROW(X, 7) QS_FIXED_ROW(X, 8) QS_FIXED_ROW(X, 9) QS_FIXED_ROW(X, 10) QS_FIXED_ROW(X, 11)             \
+    QS_FIXED_ROW(X, 12) QS_FIXED_ROW(X, 13) QS_FIXED_ROW(X, 14) QS_FIXED_ROW(X, 15) QS_FIXED_ROW(X, 16)
+
 /* The 8-bit block bias of bl and bmf (llm-mixed-q's exponent_bias_width, 8 in its configurations). */
 #define QS_LLMQ_BIAS_BITS 8
 
@@ -152,7 +162,7 @@ enum { QS_LUT_SETS(QS_LUT_SET_ID) QS_LUT_SET_COUNT_ };
     QS_LUT_ROW(X, mixed_bitmod4, 4) QS_LUT_ROW(X, mixed_ant3, 3) QS_LUT_ROW(X, mixed_er3, 3)                        \
     QS_LUT_ROW(X, mixed_ea3, 3) QS_LUT_ROW(X, mixed_bitmod3, 3)                                                     \
     QS_LUT_MX_ROW(X, mx_fp4, 4) QS_LUT_MX_ROW(X, mx_fp3, 3) QS_LUT_MX_ROW(X, mx_int4, 4) QS_LUT_MX_ROW(X, mx_int3, 3) \
-    QS_LLMQ_ROWS(X)
+    QS_LLMQ_ROWS(X) QS_FIXED_ROWS(X)
 
 typedef struct qs_format_row {
     const char *name;
@@ -233,6 +243,13 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
         break;
     }
     case QS_FAMILY_LLMQ: {
+        if (r->flags & QS_FMT_FIXED_POINT) { /* integer codes -2^(w-1) .. 2^(w-1) - 1 of 2^-f, f = 0 */
+            out->qmax = (1 << (r->bits - 1)) - 1;
+            out->qmin = -(1 << (r->bits - 1));
+            out->max_normal = (double)out->qmax; /* as int{b}_full: the positive end (the grid has -qmax - 1) */
+            out->scale_kind = QS_SCALE_NONE;
+            break;
+        }
         /* element rows: the fixed bias's grid; block rows: the grid in units of the block's scale (bl: 2^(top -
            bias), so that its largest value is 1; bmf: 2^-bias) */
         const int32_t block = (r->flags & QS_FMT_BLOCK_BIAS) != 0u;
@@ -324,12 +341,12 @@ typedef struct qs_kernel_traits {
     int32_t log2_f32;   /* QS_COMPAT_MICROXCALING: FLOOR exponents from the binary32 log2 of the block max */
     int32_t fpq;        /* QS_COMPAT_FPQUANT (mxfp4 FLOOR, nvfp4 E4M3); tscale then holds the global scale g */
     /* QS_FAMILY_LLMQ (also the llm-mixed-q profile of minifloats and bfp) */
-    int32_t lq_kind;    /* QS_LQ_IEEE, QS_LQ_DENORM, QS_LQ_LOG, QS_LQ_MSFP */
+    int32_t lq_kind;    /* QS_LQ_IEEE, QS_LQ_DENORM, QS_LQ_LOG, QS_LQ_MSFP, QS_LQ_FIXED */
     int32_t lq_block;   /* the bias (MSFP: the shared exponent) comes from each block's max */
     int32_t lq_src;     /* QS_COMPAT_LLMQ: the source's output blend and its NaN/Inf block behaviour */
-    float lq_bias;      /* element rows: the exponent bias */
-    float lq_top;       /* the largest exponent code: 2^E - 1 (log: 2^(w-1) - 1) */
-    float lq_scale;     /* 2^M */
+    float lq_bias;      /* element rows: the exponent bias (fixed point: 2^f) */
+    float lq_top;       /* the largest exponent code: 2^E - 1 (log: 2^(w-1) - 1; fixed point: 2^(w-1) - 1) */
+    float lq_scale;     /* 2^M (fixed point: 2^-f) */
     float lq_bmax;      /* the largest block bias, 2^8 - 1 */
 } qs_kernel_traits;
 
@@ -346,12 +363,23 @@ static inline void qs_ftraits_make(const qs_format_info *info, int32_t saturate,
                             : ((info->flags & QS_FMT_HAS_INF) ? qs_u2f(QS_F32_INF_BITS) : qs_qnan());
 }
 
+/* qs_quant_params.frac_bits: 0, or for a fixed-point row a fraction width in [QS_FIXED_FRAC_MIN,
+   QS_FIXED_FRAC_MAX]. Checked with the parameter structs (before sizes), for any format id. */
+static inline int32_t qs_check_frac_bits(const qs_quant_params *p) {
+    const int32_t fixed = p->format >= 0 && p->format < QS_FORMAT_COUNT &&
+                          qs_format_rows[p->format].family == QS_FAMILY_LLMQ &&
+                          (qs_format_rows[p->format].flags & QS_FMT_FIXED_POINT) != 0u;
+    if (!fixed) return p->frac_bits == 0 ? QS_OK : QS_ERR_INVALID_ARGUMENT;
+    return p->frac_bits >= QS_FIXED_FRAC_MIN && p->frac_bits <= QS_FIXED_FRAC_MAX ? QS_OK : QS_ERR_INVALID_ARGUMENT;
+}
+
 /* Resolves params into traits; validates the format id, rounding, saturate and scale mode (not sizes). */
 static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_traits *kt) {
     qs_format_info info;
     int32_t st = qs_format_fill(p->format, &info);
     int32_t mode;
     if (st != QS_OK) return st;
+    if (qs_check_frac_bits(p) != QS_OK) return QS_ERR_INVALID_ARGUMENT;
     if (p->rounding < 0 || p->rounding >= QS_ROUNDING_COUNT_) return QS_ERR_INVALID_ROUNDING;
     if (p->saturate < -1 || p->saturate > 1) return QS_ERR_INVALID_ARGUMENT;
     if (p->scale_mode < 0 || p->scale_mode >= QS_SCALE_MODE_COUNT_) return QS_ERR_INVALID_ARGUMENT;
@@ -482,6 +510,11 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
             kt->lq_kind = QS_LQ_IEEE;
             kt->lq_bias = (float)((1 << (info.ebits - 1)) - 1);
             kt->lq_top = (float)((1 << info.ebits) - 1);
+        } else if (info.flags & QS_FMT_FIXED_POINT) { /* x * 2^f, clamp to [-(top + 1), top], times 2^-f */
+            kt->lq_kind = QS_LQ_FIXED;
+            kt->lq_bias = qs_exp2i(p->frac_bits);
+            kt->lq_scale = qs_exp2i(-p->frac_bits);
+            kt->lq_top = (float)info.qmax;
         } else {
             kt->lq_kind = (info.flags & QS_FMT_LOG) ? QS_LQ_LOG : (info.flags & QS_FMT_DENORM) ? QS_LQ_DENORM : QS_LQ_IEEE;
             kt->lq_block = (info.flags & QS_FMT_BLOCK_BIAS) != 0u;

@@ -193,6 +193,7 @@ QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g)
 QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
     const int32_t kind = kt->lq_kind;
     float q;
+    if (kind == QS_LQ_FIXED) return qs_lq_fixed(v, g->s, kt->lq_top, kt->lq_scale); /* no blend in the source */
     if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top);
     if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale);
     else q = qs_lq_mini(v, kt->lq_src ? qs_signf(v + 1e-9f) : 1.0f, g->s, kt->lq_top, kt->lq_scale,

@@ -430,7 +430,16 @@ QS_HD float qs_clamp_nan(float v, float lo, float hi) {
 QS_HD float qs_signf(float v) { return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f); }
 
 /* Which quantizer (qs_kernel_traits.lq_kind). */
-enum { QS_LQ_IEEE = 0, QS_LQ_DENORM = 1, QS_LQ_LOG = 2, QS_LQ_MSFP = 3 };
+enum { QS_LQ_IEEE = 0, QS_LQ_DENORM = 1, QS_LQ_LOG = 2, QS_LQ_MSFP = 3, QS_LQ_FIXED = 4 };
+
+/* Fixed point (llm-mixed-q's integer_quantizer, signed): clamp(round(x * 2^f), -(top + 1), top) / 2^f, with s = 2^f
+   and inv = 2^-f. Every step is exact in binary32 for the table's widths and fraction widths (the product by a
+   power of two, the integer, the product back), so the bits equal the source's on binary32 inputs and, after the
+   final rounding to the storage dtype, on binary16 and bfloat16 ones. NaN stays NaN (torch.clamp propagates it),
+   +-Inf clamps to the grid's ends, -0.0 and small negative values give -0.0 (torch.round keeps the sign). */
+QS_HD float qs_lq_fixed(float x, float s, float top, float inv) {
+    return qs_clamp_nan(qs_rint(x * s), -top - 1.0f, top) * inv;
+}
 
 /* Base-2 log (log{w}, bl{w}), bias b, exponent codes 0..top: c = 0.1 * 2^-b, e = clamp(round(log2(|x| + c)),
    -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two. */

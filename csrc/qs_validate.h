@@ -54,7 +54,7 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
                                           qs_kernel_traits *kt) {
     int i;
     if (p == NULL) return QS_ERR_NULL_POINTER;
-    if (p->reserved32 != 0) return QS_ERR_INVALID_ARGUMENT;
+    QS_TRY(qs_check_frac_bits(p));
     for (i = 0; i < 1; i++)
         if (p->reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     QS_TRY(qs_check_sizes(rows, cols));
@@ -194,7 +194,7 @@ static inline int32_t qs_check_gptq_block(const qs_quant_params *p, int64_t rows
     if (mask != NULL) QS_TRY(qs_check_view2d(rows, bcols, m_rs, m_cs));
     if (p != NULL) {
         qs_quant_params pp = *p;
-        if (p->reserved32 != 0 || p->reserved[0] != 0) return QS_ERR_INVALID_ARGUMENT;
+        if (qs_check_frac_bits(p) != QS_OK || p->reserved[0] != 0) return QS_ERR_INVALID_ARGUMENT;
         pp.rounding = QS_ROUND_RNE; /* check everything else first; then the rounding this kernel supports */
         QS_TRY(qs_kernel_traits_make(p->rounding == QS_ROUND_STOCHASTIC ? &pp : p, kt));
         if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;

@@ -21,7 +21,7 @@ from typing import Optional
 
 from .errors import QsparseError
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 HADAMARD_MAX_GROUP = 8192  # QS_HADAMARD_MAX_GROUP
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _CUDA_NAME = "libqsparse_cuda.so"
@@ -42,7 +42,7 @@ class QuantParams(ctypes.Structure):
         ("mse_maxshrink", ctypes.c_float),
         ("mse_norm", ctypes.c_float),
         ("compat", c_int32),
-        ("reserved32", c_int32),
+        ("frac_bits", c_int32),  # fixed-point rows: the fraction width, else 0
         ("reserved", c_int64 * 1),
     ]
 

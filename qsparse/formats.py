@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, Tuple, Union
 
 from . import _lib
@@ -36,13 +36,17 @@ COMPAT_PROFILES = {
     "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
     "fpquant": (4, "rne", "mxfp4 (scale floor) and nvfp4 (scale e4m3): FP-Quant's E2M1 quantizers"),
     "llm-mixed-q": (3, "rne", "element-wise minifloats fp{w}_e{E}m{M} (its minifloat_ieee), bfp{w} (its MSFP "
-                    "block_fp), log{w}, bl{w}, dmf*, bmf*"),
+                    "block_fp), log{w}, bl{w}, dmf*, bmf*, fixed{w}_f{f} (its integer: the same arithmetic)"),
 }
 ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in C order
 
 # qs_format_info.flags
 _HAS_INF, _HAS_NAN, _HAS_SUBNORMALS, _SATURATES, _HAS_CODES = 1, 2, 4, 8, 16
-_LOG, _DENORM, _BLOCK_BIAS = 1 << 7, 1 << 8, 1 << 9
+_FIXED_POINT, _LOG, _DENORM, _BLOCK_BIAS = 1 << 6, 1 << 7, 1 << 8, 1 << 9
+# llm-mixed-q's `integer` (fixed point): widths of the table's fixed{w}_f0 rows and the fraction widths a call takes
+# (qsparse.h: QS_FIXED_FRAC_MIN, QS_FIXED_FRAC_MAX).
+FIXED_WIDTHS = range(2, 17)
+FIXED_FRAC_RANGE = range(-16, 33)
 LLMQ_BIAS_BITS = 8  # the block bias of bl{w} and bmf*: llm-mixed-q's exponent_bias_width in its configurations
 
 GroupSize = Union[int, str, None]
@@ -78,6 +82,8 @@ class FormatInfo:
     log: bool = False  # llmq: powers of two only (log{w}, bl{w})
     denorm: bool = False  # llmq: no implicit mantissa bit (dmf)
     block_bias: bool = False  # llmq: one 8-bit exponent bias per block (bl{w}, bmf*)
+    fixed_point: bool = False  # llmq: llm-mixed-q's fixed point fixed{w}_f{f}, values k * 2^-f, qmin <= k <= qmax
+    frac_bits: int = 0  # fixed point: the fraction width f (max_normal, min_normal, min_subnormal are of this f)
 
     @property
     def grids(self) -> Tuple[Tuple[str, Tuple[float, ...]], ...]:
@@ -142,6 +148,7 @@ def table() -> Tuple[FormatInfo, ...]:
                     log=bool(flags & _LOG),
                     denorm=bool(flags & _DENORM),
                     block_bias=bool(flags & _BLOCK_BIAS),
+                    fixed_point=bool(flags & _FIXED_POINT) and r["family"] == FAMILIES.index("llmq"),
                 )
             )
         _by_name.update((f.name, f) for f in rows)
@@ -150,8 +157,29 @@ def table() -> Tuple[FormatInfo, ...]:
 
 
 def names() -> Tuple[str, ...]:
-    """Canonical names of all formats."""
+    """Canonical names of all formats (of the fixed-point formats, the table's rows fixed{w}_f0; every other
+    fraction width is the same row: see :func:`fixed_name`)."""
     return tuple(f.name for f in table())
+
+
+def fixed_name(width: int, frac_width: int) -> str:
+    """The canonical name of llm-mixed-q's fixed point with ``width`` bits of which ``frac_width`` are fraction bits
+    (its ``integer`` quantizer, signed): ``fixed8_f4``; a negative fraction width is written ``fixed8_fm2``.
+    Registers the format (one row of the table per width, the fraction width a parameter of the call)."""
+    for param, v, allowed in (("width", width, FIXED_WIDTHS), ("frac_width", frac_width, FIXED_FRAC_RANGE)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"fixed point: {param} must be an int, got {v!r}")
+        if v not in allowed:
+            raise ValueError(f"fixed point: {param}={v} is not supported; allowed: {allowed.start} to "
+                             f"{allowed.stop - 1}")
+    table()
+    name = f"fixed{width}_f{frac_width}" if frac_width >= 0 else f"fixed{width}_fm{-frac_width}"
+    if name not in _by_name:
+        row = _by_name[f"fixed{width}_f0"]
+        unit = 2.0**-frac_width
+        _by_name[name] = replace(row, name=name, frac_bits=frac_width, max_normal=row.qmax * unit,
+                                 min_normal=unit, min_subnormal=unit)
+    return name
 
 
 # Names users type for the same formats. Lower-case, '-' and ' ' read as '_'.
@@ -194,9 +222,10 @@ _DEFAULT_BITS = {"mixed_ant": 4, "mixed_er": 4, "mixed_ea": 4, "mixed_bitmod": 4
 # configurations (8 bits: E4M3; 5 bits: BM5 = E2M2), the nearest OCP-like split elsewhere.
 DEFAULT_EBITS = {3: 1, 4: 2, 5: 2, 6: 3, 7: 3, 8: 4}
 _WIDTH_ONLY = re.compile(r"^(dmf|bmf)([3-8])$")
-# llm-mixed-q's `integer` is fixed point with a fraction width (x_hat = clamp(round(x * 2^f)) / 2^f), not a
-# scaled integer grid: not one of these formats.
-_NOT_YET = ("integer",)
+# llm-mixed-q's `integer` (fixed point, x_hat = clamp(round(x * 2^f), ...) / 2^f): its width and fraction width
+# (`width`, `frac_width` in its configs) as bits= and frac_width=; fixed{w}_f{f} by name, fixed8_f-2 = fixed8_fm2.
+_FIXED_NAMES = ("integer", "fixed", "fixed_point")
+_FIXED = re.compile(r"^fixed([0-9]+)_f(m|_)?([0-9]+)$")
 _INT_SYM_ALIAS = re.compile(r"^int([2-8])_(sym|symmetric|restricted)$")
 _INT_FULL_ALIAS = re.compile(r"^int([2-8])_(full_range|gptq)$")
 _INT_ASYM_ALIAS = re.compile(r"^(?:u?int)([2-8])_(asymmetric|affine)$|^uint([2-8])$")
@@ -209,18 +238,39 @@ def _normalize(name: str) -> str:
     return re.sub(r"[-\s]+", "_", name.strip().lower())
 
 
-def parse(name: str, bits: Optional[int] = None) -> str:
+def parse(name: str, bits: Optional[int] = None, frac_width: Optional[int] = None) -> str:
     """The canonical name of a format name or alias; ValueError (listing close matches) if there is none.
 
     ``bits`` gives the width where a source names it separately (BitMoD's ``--wq_bits``): ``parse("mixed_bitmod",
     bits=3) == "mixed_bitmod3"``, ``parse("int", bits=4) == "int4"``; ``mixed_*`` default to 4 bits. With a name that
-    has its width already, ``bits`` must agree with it."""
+    has its width already, ``bits`` must agree with it. ``frac_width``: the fraction width of llm-mixed-q's fixed
+    point, ``parse("integer", bits=8, frac_width=4) == "fixed8_f4"`` (its config ``name: integer, width: 8,
+    frac_width: 4``; see :func:`llmq_format`)."""
     if not isinstance(name, str):
         raise TypeError(f"format name must be a str, got {type(name).__name__}")
     if bits is not None and (isinstance(bits, bool) or not isinstance(bits, int)):
         raise TypeError(f"bits must be None or an int, got {bits!r}")
+    if frac_width is not None and (isinstance(frac_width, bool) or not isinstance(frac_width, int)):
+        raise TypeError(f"frac_width must be None or an int, got {frac_width!r}")
     table()
     key = _normalize(name)
+    if key in _FIXED_NAMES:
+        if bits is None or frac_width is None:
+            raise ValueError(f"format {name!r} (llm-mixed-q's fixed point) needs its width and fraction width: pass "
+                             f"bits= and frac_width= (its config's width and frac_width), e.g. bits=8, frac_width=4")
+        return fixed_name(bits, frac_width)
+    m = _FIXED.match(key)
+    if m:
+        f = int(m.group(3)) * (-1 if m.group(2) else 1)
+        canonical = fixed_name(int(m.group(1)), f)
+        if bits is not None and bits != int(m.group(1)):
+            raise ValueError(f"bits={bits} disagrees with format {name!r}, which has {m.group(1)} bits")
+        if frac_width is not None and frac_width != f:
+            raise ValueError(f"frac_width={frac_width} disagrees with format {name!r}, whose fraction width is {f}")
+        return canonical
+    if frac_width is not None:
+        raise ValueError(f"frac_width applies to llm-mixed-q's fixed point ('integer', fixed{{w}}_f{{f}}), not to "
+                         f"format {name!r}")
     if key in _BITS_NAMES:
         b = bits if bits is not None else _DEFAULT_BITS.get(key)
         if b is None:
@@ -232,10 +282,6 @@ def parse(name: str, bits: Optional[int] = None) -> str:
             return parse(canonical)
         except ValueError:
             raise ValueError(f"format {name!r} has no {b}-bit variant ({canonical!r} is not a format)") from None
-    if key in _NOT_YET:
-        raise ValueError(f"format {name!r} (llm-mixed-q's fixed point with a fraction width, x_hat = "
-                         "clamp(round(x * 2^frac), ...) / 2^frac) is not implemented in this version of qsparse; "
-                         "the scaled integer grids are int{b}, int{b}_full, int{b}_asym")
     if bits is not None:
         canonical = parse(key)
         if get(canonical).bits != bits:
@@ -265,6 +311,35 @@ def parse(name: str, bits: Optional[int] = None) -> str:
     close = difflib.get_close_matches(key, candidates, n=5, cutoff=0.6)
     hint = f"; close matches: {', '.join(close)}" if close else ""
     raise ValueError(f"unknown number format {name!r}{hint}. Known formats: {', '.join(names())}")
+
+
+def llmq_format(config: dict) -> "Format":
+    """The Format of one llm-mixed-q quantizer config: its ``name`` with ``width`` (and for ``integer`` its
+    ``frac_width``; ``is_signed`` must be true, the signed quantizer of its models), e.g. ``{"name": "integer",
+    "width": 8, "frac_width": 4}`` -> ``Format("fixed8_f4")``; other names as :func:`parse` with ``bits=width``
+    (``{"name": "block_fp", "width": 8}`` -> ``bfp8``), under ``compat="llm-mixed-q"`` where qsparse's default
+    differs from its arithmetic (minifloats, block_fp)."""
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"an llm-mixed-q quantizer config is a dict with a 'name', got {config!r}")
+    width = config.get("width")
+    if _normalize(str(config["name"])) == "integer":
+        unknown = set(config) - {"name", "width", "frac_width", "is_signed"}
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)} in llm-mixed-q integer config; allowed: name, width, "
+                             "frac_width, is_signed")
+        if not config.get("is_signed", True):
+            raise ValueError("is_signed=False (llm-mixed-q's unsigned integer) is not supported; its models "
+                             "quantize signed")
+        for key in ("width", "frac_width"):
+            if key not in config:
+                raise ValueError(f"llm-mixed-q integer config needs {key!r}, got {config!r}")
+        return Format(parse("integer", bits=config["width"], frac_width=config["frac_width"]))
+    if width is None:
+        raise ValueError(f"llm-mixed-q config {config!r} needs 'width'")
+    name = parse(str(config["name"]), bits=width)
+    info = get(name)
+    profile = info.family in ("float", "bfp")
+    return Format(name, compat="llm-mixed-q" if profile else None)
 
 
 def _with_ebits(prefix: str, w: int, name: Optional[str] = None) -> str:
@@ -404,6 +479,10 @@ class Description:
     tensor_scale_bits: int  # bits stored once per tensor on top (NVFP4's binary32 tensor scale), else 0
     metadata_bits: int = 0  # lookup-grid formats: bits per group naming the grid it took (counted in overhead)
     grids: Tuple[Tuple[str, Tuple[float, ...]], ...] = ()  # lookup-grid formats: (name, values) of each grid
+    lowest: Optional[float] = None  # the most negative value where the grid is not symmetric (fixed point), else None
+    compat: Optional[str] = None  # the profile described (None: qsparse's definitions)
+    rounding: str = "rne"  # the rounding this use takes by default (the profile's: hbfp stochastic, ...)
+    notes: Tuple[str, ...] = ()  # what the profile does differently from qsparse's default, one clause each
 
 
 def element_grid(info: FormatInfo) -> Tuple[float, ...]:
@@ -435,8 +514,60 @@ def llmq_grid(info: FormatInfo) -> Tuple[float, ...]:
     return tuple(sorted(values))
 
 
+def _llmq_ieee_view(info: FormatInfo) -> Tuple[float, Tuple[float, ...]]:
+    """(max, non-negative grid) of a minifloat under llm-mixed-q's minifloat_ieee: every exponent code finite (bias
+    2^(E-1) - 1, codes 0 .. 2^E - 1, the lowest binade subnormal)."""
+    m, bias, top = info.mbits, (1 << (info.ebits - 1)) - 1, (1 << info.ebits) - 1
+    lo, hi = -bias, top - bias
+    values = {0.0}
+    values.update(k * 2.0 ** (lo + 1 - m) for k in range(1, 1 << m))
+    values.update(2.0**e * (1 + k / 2**m) for e in range(lo + 1, hi + 1) for k in range(1 << m))
+    return 2.0**hi * (2.0 - 2.0**-m), tuple(sorted(values))
+
+
+def _profile_notes(info: FormatInfo, compat: Optional[str], mode: str) -> Tuple[str, ...]:
+    """What a profile's kernel does differently (qsparse.h, qs_compat), for the uses check_compat accepts."""
+    if compat is None:
+        return ()
+    if compat == "torchao":
+        return ("none: qsparse's MX and NVFP4 scales follow torchao",)
+    if compat == "hbfp":
+        return ("default rounding stochastic (HBFP's)",)
+    if compat == "microxcaling":
+        return ("E8M0 floor exponent from the binary32 log2 of the block max (a max just below 2^k, k >= 2, takes k)",
+                "default rounding half_away (microxcaling's 'nearest')")
+    if compat == "fpquant":
+        if info.name == "mxfp4":
+            return ("scale 2^(floor(log2 max(amax, 2^-126)) - 2) / 0.75 in binary32, not a power of two (still one "
+                    "8-bit exponent per block); the block max lands in [3, 6), never clipped",
+                    "elements by FP-Quant's thresholds (nearest, a tie toward zero); +0.0 gives -0.0")
+        return ("global scale g = 2688 / amax_tensor (the reciprocal), block scale e4m3(g * amax / 6) with no lower "
+                "clamp, y = x * g / S", "elements by FP-Quant's thresholds (nearest, a tie toward zero); +0.0 gives "
+                "-0.0")
+    if compat == "bitmod":
+        notes = ["binary16 arithmetic (inputs rounded to binary16), scale a binary16 number clamped to [1e-5, 1e4]"]
+        if info.family == "int_asym":
+            notes.append("min and max not clipped at 0 (zero need not be on the grid)")
+        if info.family == "float":
+            notes.append("the grid in units of its smallest subnormal, a tie to the lower value")
+        return tuple(notes)
+    # llm-mixed-q
+    if info.fixed_point:
+        return ()  # its integer quantizer has no blend: qsparse's arithmetic is the source's
+    notes = ["output blend: |x| <= 1e-8 passes through unquantized, -0.0 becomes +0.0, Inf becomes NaN"]
+    if info.family == "float":
+        notes.insert(0, "minifloat_ieee: every exponent code finite (no Inf or NaN), a mantissa that rounds up to 2 "
+                        "is clamped to the binade's largest value, not carried")
+    elif info.family == "bfp":
+        notes.insert(0, "MSFP: 8-bit shared exponent E = clamp(ceil(log2 max), -127, 128) (128: a NaN block), "
+                        "mantissa clamp(round((|x| + 1e-9) / 2^E * 2^M), 0, 2^M - 1)")
+    elif info.block_bias:
+        notes.append("a NaN in a block makes it NaN; an Inf sets the block's bias (bl 0, bmf 255)")
+    return tuple(notes)
+
+
 def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_length: Optional[int] = None,
-             scale_bits: int = 16, scale_mode: Optional[str] = None) -> Description:
+             scale_bits: int = 16, scale_mode: Optional[str] = None, compat: Optional[str] = None) -> Description:
     """The value grid and storage cost of a format with a group size.
 
     Storage conventions: an INT group stores one scale of ``scale_bits`` bits (fp16 by default), an asymmetric one
@@ -446,13 +577,32 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
     (log{w} and dmf are element-wise: no overhead). ``group_size`` None is the format's
     default (its block for BFP, MX and NVFP4, a row for INT); for a row, pass ``row_length`` to get the overhead.
     Examples: ``describe("int4", 128).bits_per_element == 4.125``, ``describe("mxfp4").bits_per_element == 4.25``,
-    ``describe("nvfp4").bits_per_element == 4.5``."""
-    options = {k: v for k, v in (("group_size", group_size), ("scale_mode", scale_mode)) if v is not None}
+    ``describe("nvfp4").bits_per_element == 4.5``. llm-mixed-q's fixed point (``fixed8_f4``): the grid k * 2^-f,
+    ``max`` (2^(w-1) - 1) * 2^-f, ``lowest`` -2^(w-1) * 2^-f, w bits per element.
+
+    ``compat``: the profile's use of the format (validated as ``Format(..., compat=)``): its default ``rounding``,
+    ``notes`` on what its kernel does differently, and the figures that differ (llm-mixed-q's minifloat_ieee: every
+    exponent code finite, so E4M3's max is 480 and E5M2 has no Inf; bitmod: the scale is a binary16 number, 16
+    bits whatever ``scale_bits`` says)."""
+    options = {k: v for k, v in (("group_size", group_size), ("scale_mode", scale_mode), ("compat", compat))
+               if v is not None}
     f = Format.parse(fmt, **options)
     info = f.info
     mode = f.effective_scale_mode
+    if f.compat == "bitmod":
+        scale_bits = 16  # BitMoD computes and keeps its scales in binary16
     grid = None
-    if info.family == "lut":
+    lowest = None
+    max_value, has_inf, has_nan = info.max_normal, info.has_inf, info.has_nan
+    if info.fixed_point:
+        unit = 2.0**-info.frac_bits
+        lowest = info.qmin * unit
+        if info.bits <= 8:
+            grid = tuple(k * unit for k in range(info.qmax + 1))
+    elif f.compat == "llm-mixed-q" and info.family == "float":
+        max_value, grid = _llmq_ieee_view(info)
+        has_inf = has_nan = False
+    elif info.family == "lut":
         grid = tuple(sorted({abs(v) for v in info.grids[0][1]}))
     elif info.family == "llmq":
         grid = llmq_grid(info)
@@ -463,7 +613,7 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         grid = tuple(float(q) for q in range(0, info.qmax + 1))
     group = f.group_size if f.group_size is not None else info.default_group
     tensor_bits = 32 if mode == "e4m3" else 0
-    if mode == "none":
+    if mode == "none" or (info.family == "llmq" and not info.block_bias):  # element-wise: nothing per group
         overhead: Optional[float] = 0.0
     else:
         if info.family == "lut":
@@ -481,11 +631,12 @@ def describe(fmt: Union[str, "Format"], group_size: GroupSize = None, *, row_len
         else:
             overhead = None
     return Description(
-        name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=info.max_normal,
+        name=info.name, group_size=f.group_size, scale_mode=mode, grid=grid, max=max_value,
         min_normal=info.min_normal, min_subnormal=info.min_subnormal, has_subnormals=info.has_subnormals,
-        has_inf=info.has_inf and mode == "none", has_nan=info.has_nan and mode == "none", element_bits=info.bits,
+        has_inf=has_inf and mode == "none", has_nan=has_nan and mode == "none", element_bits=info.bits,
         overhead_bits=overhead, bits_per_element=info.bits + (overhead or 0.0), tensor_scale_bits=tensor_bits,
-        metadata_bits=info.metadata_bits, grids=info.grids)
+        metadata_bits=info.metadata_bits, grids=info.grids, lowest=lowest, compat=f.compat, rounding=f.rounding,
+        notes=_profile_notes(info, f.compat, mode))
 
 
 @dataclass(frozen=True)
@@ -666,6 +817,15 @@ sync with the table): one row per format. Exact definitions are in the design sp
   it does not replace a zero block's max by the tensor's smallest nonzero block max (which only changes bl's
   output for an all-zero block: +2^-bias). Seed names with separate bits: `log`, `bl`, `dmf`, `bmf`,
   `minifloat` (exponent width 4 at 8 bits, 2 at 4-5 bits, 3 at 6-7 bits, 1 at 3 bits), `bfp`.
+- **llm-mixed-q's fixed point** (its `integer` quantizer, signed): `fixed{w}_f{f}` (`fixed8_f4`; a negative
+  fraction width as `fixed8_fm2`), `x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f`, element-wise,
+  half to even, w = 2..16 and f = -16..32. The table holds one row per width, `fixed{w}_f0` (max, min subnormal
+  below are those of f = 0: multiply by 2^-f); the fraction width is a parameter of the call
+  (`qs_quant_params.frac_bits`). NaN stays NaN, +-Inf clamp to the grid's ends, -0.0 stays -0.0 (as the source's
+  torch ops); bit for bit with the source in every dtype, except fp16 grids beyond 65504 (f < 0), which clamp to
+  65504 where the source overflows to Inf. Its configs' `name: integer, width: 8, frac_width: 4`:
+  `formats.parse("integer", bits=8, frac_width=4)` or `formats.llmq_format(config)`; `compat="llm-mixed-q"` is the
+  same arithmetic.
 """
 
 
@@ -680,6 +840,9 @@ def markdown_table() -> str:
         if f.family == "lut":
             grid = " / ".join(f"{n} {{{', '.join(f'{v:g}' for v in vals)}}}" for n, vals in f.grids)
             sub = "-"
+        elif f.fixed_point:
+            grid = f"fixed point k * 2^-f, k in [{f.qmin}, {f.qmax}]"
+            sub = "2^-f"
         elif f.family == "llmq":
             kind = "log, " if f.log else ("no implicit bit, " if f.denorm else "")
             bias = "8-bit bias per block" if f.block_bias else f"bias {f.bias}"
@@ -718,6 +881,7 @@ def markdown_table() -> str:
 
 
 __all__ = ["FormatInfo", "Format", "Description", "describe", "table", "names", "parse", "get", "parse_rounding",
+           "fixed_name", "llmq_format", "FIXED_WIDTHS", "FIXED_FRAC_RANGE",
            "check_group_size", "check_scale_mode", "check_compat", "element_grid", "llmq_grid", "markdown_table",
            "FAMILIES", "SCALE_KINDS", "SCALE_MODES", "OBSERVERS", "ROUNDINGS", "COMPAT_PROFILES"]
 

@@ -68,7 +68,9 @@ def _params(fmt: str, group_size: int, rounding: int, seed: int, saturate: int,
     p.scale_mode = scale_mode
     p.observer = observer
     p.compat = compat
-    p.format = _formats.get(fmt).id
+    info = _formats.get(fmt)
+    p.format = info.id
+    p.frac_bits = info.frac_bits  # fixed point: the fraction width (one table row per width)
     p.rounding = rounding
     p.group_size = group_size
     p.seed = seed & 0xFFFFFFFFFFFFFFFF

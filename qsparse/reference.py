@@ -117,6 +117,8 @@ def parse_name(name: str) -> tuple:
         return "scaled", 8 if elem == "int8_fixed" else 1 + sum(_float_row(elem)[:2])
     if name in LUT_FORMATS:
         return "lut", 3 if name.endswith("3") or name.startswith("fp3") else 4
+    if _FIXED.fullmatch(name):
+        return "llmq", fixed_params(name)[0]
     if _LLMQ.fullmatch(name):
         return "llmq", int(_LLMQ.fullmatch(name).group(2) or _LLMQ.fullmatch(name).group(3))
     raise ValueError(f"reference: unknown format {name!r}")
@@ -224,6 +226,31 @@ def fpquant_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, N
     y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
     if m2 is not None:
         y = torch.where(m2, y, torch.zeros((), dtype=_F32))
+    return y.to(dtype).reshape(shape)
+
+
+# ---- llm-mixed-q's fixed point (its integer_quantizer, signed), from the spec in float64 ----------------------------
+
+_FIXED = re.compile(r"fixed([0-9]+)_f(m?)([0-9]+)")
+
+
+def fixed_params(name: str) -> tuple:
+    """(width w, fraction width f) of fixed{w}_f{f} / fixed{w}_fm{-f}."""
+    m = _FIXED.fullmatch(name)
+    return int(m.group(1)), int(m.group(3)) * (-1 if m.group(2) else 1)
+
+
+def fixed_fake_quant(x: torch.Tensor, name: str, mask: Optional[torch.Tensor] = None,
+                     sparsify_first: bool = True) -> torch.Tensor:
+    """x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f in float64 (round half to even), element-wise;
+    NaN stays NaN, +-Inf clamps to the grid's ends; stored without overflowing the dtype (fp16 with f < 0)."""
+    w, f = fixed_params(name)
+    shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
+    v = x2.to(torch.float64) * 2.0**f
+    q = torch.clamp(torch.round(v), -(2.0 ** (w - 1)), 2.0 ** (w - 1) - 1)  # torch.clamp keeps NaN
+    y = torch.clamp(q / 2.0**f, -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
+    if m2 is not None:
+        y = torch.where(m2, y, torch.zeros((), dtype=torch.float64))
     return y.to(dtype).reshape(shape)
 
 
@@ -703,6 +730,8 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
     dtype."""
     family, bits = parse_name(name)
+    if _FIXED.fullmatch(name):  # the source has no blend: the llm-mixed-q profile is the same arithmetic
+        return fixed_fake_quant(x, name, mask, sparsify_first)
     if compat == "fpquant":
         return fpquant_fake_quant(x, name, group_size, mask, sparsify_first)
     if family == "llmq" or compat == "llm-mixed-q":

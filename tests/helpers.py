@@ -31,7 +31,8 @@ ALL_FORMATS = tuple(f.name for f in TABLE)
 COMMON_FORMATS = tuple(f.name for f in TABLE if f.family not in ("lut", "llmq"))
 ELEMENT_FORMATS = tuple(f.name for f in TABLE if f.elementwise and f.family != "llmq")
 GROUP_FORMATS = tuple(f.name for f in TABLE if not f.elementwise and f.family not in ("scaled", "lut", "llmq"))
-LLMQ_FORMATS = tuple(f.name for f in TABLE if f.family == "llmq")
+LLMQ_FORMATS = tuple(f.name for f in TABLE if f.family == "llmq" and not f.fixed_point)  # exponent-first
+FIXED_FORMATS = tuple(f.name for f in TABLE if f.fixed_point)  # llm-mixed-q's integer, fixed{w}_f0
 LUT_FORMATS = tuple(f.name for f in TABLE if f.family == "lut")
 SCALED_FORMATS = tuple(f.name for f in TABLE if f.family == "scaled")
 CODE_FORMATS = tuple(f.name for f in TABLE if f.has_codes)
@@ -127,6 +128,9 @@ def spec_family(name: str):
     m = re.fullmatch(r"(?:log|bl)([2-8])|(?:dmf|bmf)([3-8])_e[1-7]m[0-6]", name)
     if m:  # FORMATS.md sections 3 and 6: llm-mixed-q's formats
         return "llmq", int(m.group(1) or m.group(2))
+    m = re.fullmatch(r"fixed([0-9]+)_fm?[0-9]+", name)
+    if m:  # llm-mixed-q's fixed point (its integer quantizer): w bits, codes -2^(w-1) .. 2^(w-1) - 1
+        return "llmq", int(m.group(1))
     raise AssertionError(f"format {name!r} has no hand-typed spec constants in tests/helpers.py: add them")
 
 

@@ -547,3 +547,69 @@ def test_docs_formats_md_is_generated_from_the_table():
     assert path.read_text() == formats.markdown_table(), "docs/formats.md is stale: python -m qsparse.formats > docs/formats.md"
     for f in formats.table():
         assert f"| `{f.name}` |" in path.read_text()
+
+
+# ---- describe() under a compat profile ------------------------------------------------------------------------------
+# Each difference is checked against numbers worked out by hand here, and where it is a claim about the kernel's
+# values, against the kernel.
+
+def test_describe_compat_llmq_minifloat_ieee():
+    d, base = formats.describe("fp8_e4m3", compat="llm-mixed-q"), formats.describe("fp8_e4m3")
+    assert (base.max, base.has_nan, len(base.grid)) == (448.0, True, 127)  # S.1111.111 is NaN
+    assert (d.max, d.has_nan, d.has_inf) == (480.0, False, False)  # 2^8 * (2 - 2^-3): every code finite
+    assert d.grid[-3:] == (416.0, 448.0, 480.0) and len(d.grid) == 1 + 7 + 15 * 8
+    assert d.compat == "llm-mixed-q" and d.rounding == "rne" and any("clamped" in n for n in d.notes)
+    e5 = formats.describe("fp8_e5m2", compat="llm-mixed-q")
+    assert (e5.max, e5.has_inf, e5.has_nan) == (114688.0, False, False)  # 2^16 * 1.75
+    assert formats.describe("fp8_e5m2").max == 57344.0
+    e2 = formats.describe("fp4_e2m1", compat="llm-mixed-q")
+    assert e2.grid == formats.describe("fp4_e2m1").grid == (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+    # the kernel: 480 is on its grid; 1.9 has mantissa 1.9 * 2 - 2 = 1.8 -> round 2 -> clamped to 1: 1.5 (RNE: 2.0)
+    x = torch.tensor([480.0, 470.0])
+    assert qsparse.fake_quant(x, "fp8_e4m3", compat="llm-mixed-q").tolist() == [480.0, 480.0]
+    assert qsparse.fake_quant(torch.tensor([1.9]), "fp4_e2m1", compat="llm-mixed-q").item() == 1.5
+    assert qsparse.fake_quant(torch.tensor([1.9]), "fp4_e2m1").item() == 2.0
+
+
+def test_describe_compat_llmq_msfp():
+    d = formats.describe("bfp8", 16, compat="llm-mixed-q")
+    assert (d.bits_per_element, d.overhead_bits, d.rounding) == (8.5, 0.5, "rne")  # 8 + 8 / 16
+    assert any("MSFP" in n for n in d.notes) and any("passes through" in n for n in d.notes)
+    # the blend: 1e-9 passes through under the profile; HBFP rounds it to 0 in a block of max 1 (interval 2^-7)
+    x = torch.tensor([1e-9, 1.0] + [0.0] * 14)
+    assert qsparse.fake_quant(x, "bfp8", group_size=16, compat="llm-mixed-q")[0].item() == torch.tensor(1e-9).item()
+    assert qsparse.fake_quant(x, "bfp8", group_size=16)[0].item() == 0.0
+
+
+def test_describe_compat_fpquant():
+    d = formats.describe("mxfp4", 32, compat="fpquant")
+    assert d.bits_per_element == 4.25 and any("/ 0.75" in n for n in d.notes)
+    # the kernel: a block of max 6 takes s = 2^(2 - 2) / 0.75; 6 / s = 4.5 -> 4 (thresholds), 4 * s
+    x = torch.tensor([6.0] + [0.0] * 31)
+    s = torch.tensor(1.0, dtype=torch.float32) / torch.tensor(0.75, dtype=torch.float32)
+    assert qsparse.fake_quant(x, "mxfp4", compat="fpquant")[0].item() == (4 * s).item()
+    assert qsparse.fake_quant(x, "mxfp4")[0].item() == 6.0  # OCP: scale 2^0
+    n = formats.describe("nvfp4", compat="fpquant")
+    assert (n.bits_per_element, n.tensor_scale_bits) == (4.5, 32) and any("2688" in t for t in n.notes)
+
+
+def test_describe_compat_bitmod_microxcaling_hbfp_torchao():
+    # BitMoD's scale is a binary16 number: 16 bits per group of 128 whatever scale_bits says
+    assert formats.describe("int4", 128, scale_bits=32).bits_per_element == 4.25
+    assert formats.describe("int4", 128, scale_bits=32, compat="bitmod").bits_per_element == 4.125
+    assert any("not clipped at 0" in n for n in formats.describe("int4_asym", 128, compat="bitmod").notes)
+    assert formats.describe("mxfp4", compat="microxcaling").rounding == "half_away"
+    assert formats.describe("bfp8", compat="hbfp").rounding == "stochastic"
+    t = formats.describe("mxfp4", compat="torchao")
+    assert t.bits_per_element == formats.describe("mxfp4").bits_per_element and t.rounding == "rne"
+    d = formats.describe("mxfp4")
+    assert d.compat is None and d.notes == ()
+
+
+def test_describe_compat_is_validated():
+    with pytest.raises(ValueError, match=r"compat='llm-mixed-q' does not apply to 'int4'"):
+        formats.describe("int4", compat="llm-mixed-q")
+    with pytest.raises(ValueError, match=r"compat='nope' is not supported; allowed: bitmod"):
+        formats.describe("mxfp4", compat="nope")
+    with pytest.raises(ValueError, match="does not apply"):
+        formats.describe("nvfp4", compat="microxcaling")

@@ -401,7 +401,7 @@ def test_seed_names(name, bits, canonical):
     (lambda: formats.parse("mixed_ant", bits=5), "no 5-bit variant"),
     (lambda: formats.parse("int4", bits=3), "disagrees"),
     (lambda: formats.parse("int"), "needs its bit width"),
-    (lambda: formats.parse("integer", bits=8), "not implemented"),  # llm-mixed-q fixed point
+    (lambda: formats.parse("integer", bits=8), "fraction width"),  # llm-mixed-q fixed point needs frac_width
     (lambda: qsparse.Format("mixed_bitmod4", rounding="stochastic"), "own rule"),
     (lambda: qsparse.Format("mixed_ant4", group_size="tensor"), "not group_size='tensor'"),
     (lambda: qsparse.Format("flint4", scale_mode="floor"), "scale_mode"),

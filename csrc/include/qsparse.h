@@ -35,7 +35,7 @@ extern "C" {
 #endif
 
 /* Bumped whenever a prototype, struct layout, enum value or format id changes; Python refuses a mismatch. */
-#define QS_ABI_VERSION 5
+#define QS_ABI_VERSION 6
 
 typedef enum qs_status {
     QS_OK = 0,
@@ -83,9 +83,11 @@ typedef enum qs_family {
                                minifloat rows with a group scale */
     QS_FAMILY_LUT = 6,      /* a lookup grid of values in units of a per-group scale, or several grids of which each
                                group takes the best (ANT, BitMoD: flint4, fp4_er_pos, mixed_bitmod4, mx_fp4, ...) */
-    QS_FAMILY_LLMQ = 7,     /* llm-mixed-q's exponent-first quantizers (FORMATS.md sections 3 and 6): the exponent of
-                               each element from a binary32 log2, then its mantissa: log{w} and dmf{w}_e{E}m{M}
-                               element-wise, bl{w} and bmf{w}_e{E}m{M} with an exponent bias per block */
+    QS_FAMILY_LLMQ = 7,     /* llm-mixed-q's quantizers (FORMATS.md sections 3 and 6): the exponent-first ones (the
+                               exponent of each element from a binary32 log2, then its mantissa): log{w} and
+                               dmf{w}_e{E}m{M} element-wise, bl{w} and bmf{w}_e{E}m{M} with an exponent bias per
+                               block; and its fixed point `integer`, fixed{w}_f0 (QS_FMT_FIXED_POINT, element-wise,
+                               fraction width from qs_quant_params.frac_bits) */
     QS_FAMILY_COUNT_ = 8
 } qs_family;
 /* Kernel-internal family (never in qs_format_info): QS_FAMILY_SCALED with a power-of-two scale, which divides by
@@ -123,7 +125,9 @@ typedef enum qs_scale_mode {
 #define QS_FMT_SATURATES      (1u << 3) /* overflow saturates to +-max by default (else Inf, or NaN without Inf) */
 #define QS_FMT_HAS_CODES      (1u << 4) /* element format of <= 8 bits: qs_encode/qs_decode accept it */
 #define QS_FMT_FN_NAN         (1u << 5) /* only the all-ones exponent-and-mantissa code is NaN (OCP E4M3) */
-#define QS_FMT_FIXED_POINT    (1u << 6) /* the element grid is k * 2^-mbits, |k| <= 2^(mbits+1) - 1 (MXINT8) */
+#define QS_FMT_FIXED_POINT    (1u << 6) /* FLOAT, SCALED: the element grid is k * 2^-mbits, |k| <= 2^(mbits+1) - 1
+                                           (MXINT8); LLMQ: llm-mixed-q's fixed point k * 2^-f, -2^(bits-1) <= k <=
+                                           2^(bits-1) - 1, f = qs_quant_params.frac_bits (the row itself: f = 0) */
 #define QS_FMT_LOG            (1u << 7) /* QS_FAMILY_LLMQ: powers of two only (log{w}, bl{w}) */
 #define QS_FMT_DENORM         (1u << 8) /* QS_FAMILY_LLMQ: mantissas without an implicit bit (dmf) */
 #define QS_FMT_BLOCK_BIAS     (1u << 9) /* QS_FAMILY_LLMQ: one 8-bit exponent bias per block (bl, bmf) */
@@ -173,9 +177,16 @@ typedef struct qs_quant_params {
     float mse_maxshrink; /* QS_OBSERVER_MSE: i < (int)(maxshrink * grid); 0 means 0.8 (else in (0, 1]) */
     float mse_norm;      /* QS_OBSERVER_MSE: error = sum |q(x) - x|^norm; 0 means 2.4 (else in (0, 16]) */
     int32_t compat;      /* qs_compat: reproduce another system's arithmetic where it differs from qsparse's */
-    int32_t reserved32;
+    int32_t frac_bits;   /* fixed-point rows (QS_FAMILY_LLMQ with QS_FMT_FIXED_POINT): the fraction width f,
+                            QS_FIXED_FRAC_MIN .. QS_FIXED_FRAC_MAX; every other format: 0 */
     int64_t reserved[1];
 } qs_quant_params;
+
+/* The fraction widths of the fixed-point rows: x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f is exact
+   binary32 arithmetic for every f in this range (2^f and every grid value k * 2^-f, |k| <= 2^15, are normal
+   binary32 numbers). */
+#define QS_FIXED_FRAC_MIN (-16)
+#define QS_FIXED_FRAC_MAX 32
 
 /* Compatibility profiles (FORMATS.md, Profiles): the arithmetic of one source system, bit for bit. */
 typedef enum qs_compat {

@@ -226,7 +226,8 @@ static void fz_decode(const uint8_t *data, size_t size, fz_case *k) {
     {
         uint8_t r = take8(c);
         if (r == 0xfdu) k->p.reserved[0] = (int64_t)(take64(c) | 1u);
-        if (r == 0xfeu) k->p.reserved32 = (int32_t)(take64(c) | 1u);
+        if (r == 0xfeu) k->p.frac_bits = (int32_t)(take64(c) | 1u);
+        if (r == 0xfcu) k->p.frac_bits = (int32_t)(take8(c) % 64u) - 24; /* the fixed rows' range and beyond */
     }
     {
         /* scale mode: mostly the default (valid for every format), else any mode, sometimes out of range */
@@ -345,7 +346,11 @@ static int32_t fz_expect_fake_quant(const fz_case *k, int x_null, int y_null, in
     int32_t mode;
     int i;
     if (k->null_params) return QS_ERR_NULL_POINTER;
-    if (k->p.reserved32 != 0) return QS_ERR_INVALID_ARGUMENT;
+    if (k->p.frac_bits != 0) { /* only the fixed-point rows take a fraction width, -16 .. 32 */
+        const int fixed = qs_format_get(k->p.format, &info) == QS_OK && info.family == QS_FAMILY_LLMQ &&
+                          (info.flags & QS_FMT_FIXED_POINT) != 0u;
+        if (!fixed || k->p.frac_bits < -16 || k->p.frac_bits > 32) return QS_ERR_INVALID_ARGUMENT;
+    }
     for (i = 0; i < 1; i++)
         if (k->p.reserved[i] != 0) return QS_ERR_INVALID_ARGUMENT;
     EXPECT(fz_expect_sizes(k->rows, k->cols));
@@ -520,11 +525,11 @@ static void fz_fake_quant(const fz_case *k) {
     want = fz_expect_fake_quant(k, k->null_x, k->in_place ? k->null_x : k->null_y, !mask_buffer);
     snprintf(g_args, sizeof g_args,
              "qs_fake_quant_cpu(params%s{format %d, rounding %d, group_size %lld, seed %llu, saturate %d, "
-             "scale_mode %d, reserved {%lld %d}}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
+             "scale_mode %d, reserved {%lld}, frac_bits %d}, dtype %d, rows %lld, cols %lld, x%s, x_stride %lld, "
              "y%s, y_stride %lld, mask%s, mask_stride %lld, mask_mode %d, num_threads %d)",
              k->null_params ? "=NULL " : " ", k->p.format, k->p.rounding, (long long)k->p.group_size,
              (unsigned long long)k->p.seed, k->p.saturate, k->p.scale_mode, (long long)k->p.reserved[0],
-             k->p.reserved32, k->dtype,
+             k->p.frac_bits, k->dtype,
              (long long)k->rows, (long long)k->cols, k->null_x ? "=NULL" : "", (long long)k->xs,
              k->in_place ? "=x" : k->null_y ? "=NULL" : "", (long long)ys, mask_buffer ? "" : "=NULL",
              (long long)ms, k->mask_mode, k->nt);

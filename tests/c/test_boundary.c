@@ -303,7 +303,8 @@ static void test_fake_quant_args(void) {
         snprintf(what, sizeof what, "reserved[%d] = INT64_MIN", i);
         FQ(what, a_.p.reserved[i] = INT64_MIN, QS_ERR_INVALID_ARGUMENT);
     }
-    FQ("reserved32 = 1", a_.p.reserved32 = 1, QS_ERR_INVALID_ARGUMENT);
+    FQ("frac_bits = 1 on int4", a_.p.frac_bits = 1, QS_ERR_INVALID_ARGUMENT);
+    FQ("frac_bits != 0 before sizes", (a_.p.frac_bits = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
     FQ("reserved != 0 before sizes", (a_.p.reserved[0] = 1, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
     /* rounding modes, compat profiles and the lookup-grid rows */
     FQ("rounding half away", a_.p.rounding = QS_ROUND_HALF_AWAY, QS_OK);
@@ -370,6 +371,31 @@ static void test_fake_quant_args(void) {
         FQ("llmq scale mode floor", (a_.p.format = bl, a_.p.scale_mode = QS_SCALE_MODE_FLOOR), QS_ERR_INVALID_ARGUMENT);
         FQ("llmq mse", (a_.p.format = bl, a_.p.observer = QS_OBSERVER_MSE), QS_ERR_INVALID_ARGUMENT);
         FQ("llmq bitmod", (a_.p.format = bl, a_.p.compat = QS_COMPAT_BITMOD), QS_ERR_INVALID_ARGUMENT);
+    }
+    {
+        /* llm-mixed-q's fixed point: element rows whose fraction width is frac_bits, -16 .. 32 */
+        int32_t fx = -1, f;
+        qs_format_info fi;
+        for (f = 0; f < qs_format_count(); f++)
+            if (fx < 0 && qs_format_get(f, &fi) == QS_OK && fi.family == QS_FAMILY_LLMQ &&
+                (fi.flags & QS_FMT_FIXED_POINT))
+                fx = f;
+        CHECK(fx >= 0, "a fixed-point row");
+        FQ("fixed f 0", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW), QS_OK);
+        FQ("fixed f -16", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.frac_bits = QS_FIXED_FRAC_MIN), QS_OK);
+        FQ("fixed f 32", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.frac_bits = QS_FIXED_FRAC_MAX), QS_OK);
+        FQ("fixed f -17", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.frac_bits = QS_FIXED_FRAC_MIN - 1),
+           QS_ERR_INVALID_ARGUMENT);
+        FQ("fixed f 33", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.frac_bits = QS_FIXED_FRAC_MAX + 1),
+           QS_ERR_INVALID_ARGUMENT);
+        FQ("fixed f INT32_MIN", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.frac_bits = INT32_MIN),
+           QS_ERR_INVALID_ARGUMENT);
+        FQ("fixed bad f before sizes", (a_.p.format = fx, a_.p.frac_bits = 99, a_.rows = -1), QS_ERR_INVALID_ARGUMENT);
+        FQ("fixed group 16", (a_.p.format = fx, a_.p.group_size = 16, a_.p.frac_bits = 4), QS_ERR_INVALID_GROUP);
+        FQ("fixed stochastic", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.rounding = QS_ROUND_STOCHASTIC),
+           QS_ERR_INVALID_ROUNDING);
+        FQ("fixed compat llmq", (a_.p.format = fx, a_.p.group_size = QS_GROUP_ROW, a_.p.compat = QS_COMPAT_LLMQ,
+                                 a_.p.frac_bits = 4), QS_OK);
     }
     {
         int32_t lut = -1, f;
@@ -1148,6 +1174,9 @@ static void guard_fake_quant(void) {
                                 p.group_size = groups[gi];
                                 p.seed = qt_next(&s);
                                 p.saturate = sat;
+                                /* fixed-point rows: fraction widths across the range (-16, 0, 16, 32) */
+                                if (info.family == QS_FAMILY_LLMQ && (info.flags & QS_FMT_FIXED_POINT))
+                                    p.frac_bits = -16 + 16 * (int32_t)((dt + mm) % 4);
                                 qt_fill_pattern(&x);
                                 qt_fill_tensor(x.data, dt, sh->rows, sh->cols, sh->xs, &s,
                                                (calls & 3) ? QT_VALUES_FINITE : QT_VALUES_SPECIAL);
