@@ -1,32 +1,29 @@
 /*
  * qs_quant_lut.c -- CPU kernels of the lookup-grid formats (QS_FAMILY_LUT) and the bitmod profile: see qs_lut.h.
  *
- * Two paths compute the same operations in the same order as the CUDA kernel (one thread per group), so the bits
- * agree:
- * - the vectorized path (binary32 arithmetic with nearest-value grids: every ANT and BitMoD row, MX ones included,
- *   outside the bitmod profile): a group is loaded once (in chunks of QS_LUT_FAST_CHUNK when it is longer), its max
+ * The kernel computes the same operations in the same order as the CUDA kernel (one thread per group), so the bits
+ * agree, in loops over the elements of a group that vectorize:
+ * - a group is loaded once (in chunks of QS_LUT_FAST_CHUNK when it is longer), its max
  *   |x| is an integer reduction, and each element's grid value is the sum of the steps of the midpoints below it,
  *   with the grid's midpoints unrolled into registers (grids of 7, 8, 15 and 16 values); with several grids, each
  *   grid's outputs and squared errors come from that one load, and the outputs of the best grid so far are kept,
- *   so the chosen grid is not computed twice;
- * - the scalar path (the bitmod profile's binary16 arithmetic, its int and minifloat grids): the functions of
- *   qs_lut.h per element, in chunks of QS_LUT_CHUNK.
+ *   so the chosen grid is not computed twice; grids of equal scale share one division;
+ * - the bitmod profile runs the same loops with its binary16 roundings (qs_lut.h) as a literal, and its int{b} and
+ *   int{b}_asym grids as rint and clamp; its error sums are exact in double (qs_lut_total), so lanes may split them.
  */
 #include "qs_quant_impl.h"
 #include "qs_lut.h"
 
-
-/* ---- the vectorized path ------------------------------------------------------------------------------------- */
-
 #define QS_LUT_FAST_CHUNK 256 /* a multiple of QS_LUT_LANES */
 
-/* buf[j] = x[c0 + j] for j < m, masked-before positions 0. */
+/* buf[j] = x[c0 + j] for j < m as the kernel sees it: masked-before positions 0; f16: rounded to binary16. */
 QS_ALWAYS_INLINE void fast_load(const char *xr, const uint8_t *mr, int64_t c0, int64_t m, float *buf,
-                                const int32_t dt, const int32_t before) {
+                                const int32_t dt, const int32_t before, const int32_t f16) {
     int64_t j;
     for (j = 0; j < m; j++) {
-        const float v = qs_load(xr, c0 + j, dt);
-        buf[j] = before ? qs_select(mr[c0 + j], v, 0.0f) : v;
+        float v = qs_load(xr, c0 + j, dt);
+        if (before) v = qs_select(mr[c0 + j], v, 0.0f);
+        buf[j] = f16 ? qs_f16r(v) : v;
     }
 }
 
@@ -40,17 +37,24 @@ QS_ALWAYS_INLINE uint32_t fast_amax(const float *buf, int64_t m, uint32_t amax) 
     return amax;
 }
 
-/* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on grid g: lo plus the steps of the
-   midpoints below it, as qs_lut_nearest, times the scale, clamped to +-ymax. nm: the grid's midpoints, a literal for the grid sizes of the table (7, 8, 15 or 16 values), so that they
-   stay in registers and the loop over elements is straight-line code; 0: any size. pow2: BitMoD's MX scale. */
+/* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g: lo plus the
+   steps of the midpoints below it, as qs_lut_nearest, times the scale (f16: rounded to binary16), clamped to
+   +-ymax. nm: the grid's midpoints, a literal for grids of 7, 8, 15 or 16 values, whose midpoints stay in registers
+   while the loop over elements runs straight-line code; 0: any size, one pass over the chunk per midpoint. */
 QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
-                               int64_t m, const int32_t pow2, const int32_t nm) {
+                               int64_t m, const int32_t pow2, const int32_t f16, const int32_t nm) {
     const float s = p->s, gc = g->c, lo = g->lo;
-    const int32_t count = nm ? nm : g->n - 1;
     float mid[QS_LUT_MAX_VALUES - 1], step[QS_LUT_MAX_VALUES - 1];
     int64_t j;
     int32_t k;
-    for (k = 0; k < count; k++) {
+    if (nm == 0) {
+        for (j = 0; j < m; j++) out[j] = lo;
+        for (k = 0; k < g->n - 1; k++) {
+            const float mk = g->mid[k], sk = g->step[k];
+            for (j = 0; j < m; j++) out[j] += ybuf[j] > mk ? sk : 0.0f;
+        }
+    }
+    for (k = 0; k < nm; k++) {
         mid[k] = g->mid[k];
         step[k] = g->step[k];
     }
@@ -70,18 +74,30 @@ QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float y
             for (; k < nm; k++) a0 = y > mid[k] ? a0 + step[k] : a0;
             q = (a0 + a1) + (a2 + a3);
         } else {
-            q = lo;
-            for (k = 0; k < count; k++) q += y > mid[k] ? step[k] : 0.0f;
+            q = out[j];
         }
         o = pow2 ? (q * gc) * s : q * s;
+        if (f16) o = qs_f16r(o);
         out[j] = qs_clampf(o, -ymax, ymax);
     }
 }
 
-/* ybuf[j] = x / s (pow2: (x / 2^E) / c, the first division as the multiplication by 2^-E when that is a binary32
-   value: the same correctly rounded quotient). */
+/* The bitmod profile's int{b} (asym: int{b}_asym) of the quotients ybuf, as qs_lut_elem. */
+QS_ALWAYS_INLINE void quant_int(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
+                                int64_t m, const int32_t asym) {
+    const float s = p->s, zp = p->zp, gmax = g->gmax;
+    int64_t j;
+    for (j = 0; j < m; j++) {
+        const float r = qs_rint(ybuf[j]);
+        const float o = asym ? (qs_clampf(r + zp, 0.0f, gmax) - zp) * s : qs_clampf(r, -gmax, gmax) * s;
+        out[j] = qs_clampf(qs_f16r(o), -ymax, ymax);
+    }
+}
+
+/* ybuf[j] = x / s, f16: rounded to binary16; pow2: (x / 2^E) / c, the first division as the multiplication by
+   2^-E when that is a binary32 value (the same correctly rounded quotient), not rounded to binary16 (BitMoD). */
 QS_ALWAYS_INLINE void fast_div(const qs_lut_grid *g, const qs_lut_gp *p, const float *buf, float *ybuf, int64_t m,
-                               const int32_t pow2) {
+                               const int32_t pow2, const int32_t f16) {
     const float s = p->s, gc = g->c;
     int64_t j;
     if (pow2 && s >= 5.87747175411143754e-39f) { /* 2^-127: 1 / s <= 2^127 */
@@ -89,20 +105,27 @@ QS_ALWAYS_INLINE void fast_div(const qs_lut_grid *g, const qs_lut_gp *p, const f
         for (j = 0; j < m; j++) ybuf[j] = (buf[j] * r) / gc;
     } else if (pow2) {
         for (j = 0; j < m; j++) ybuf[j] = (buf[j] / s) / gc;
+    } else if (f16) {
+        for (j = 0; j < m; j++) ybuf[j] = qs_f16r(buf[j] / s);
     } else {
         for (j = 0; j < m; j++) ybuf[j] = buf[j] / s;
     }
 }
 
-/* out = grid g's values of ybuf. */
-QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *buf, float *out,
-                                 int64_t m, const int32_t pow2) {
+/* out = grid g's values of the quotients ybuf. */
+QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
+                                 int64_t m, const int32_t pow2, const int32_t f16) {
+    if (f16 && g->kind != QS_LUT_NEAREST) {
+        if (g->kind == QS_LUT_ASYM) quant_int(g, p, ymax, ybuf, out, m, 1);
+        else quant_int(g, p, ymax, ybuf, out, m, 0);
+        return;
+    }
     switch (g->n - 1) {
-    case 6: quant_nm(g, p, ymax, buf, out, m, pow2, 6); break;
-    case 7: quant_nm(g, p, ymax, buf, out, m, pow2, 7); break;
-    case 14: quant_nm(g, p, ymax, buf, out, m, pow2, 14); break;
-    case 15: quant_nm(g, p, ymax, buf, out, m, pow2, 15); break;
-    default: quant_nm(g, p, ymax, buf, out, m, pow2, 0); break;
+    case 6: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 6); break;
+    case 7: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 7); break;
+    case 14: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 14); break;
+    case 15: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 15); break;
+    default: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 0); break;
     }
 }
 
@@ -121,13 +144,42 @@ QS_ALWAYS_INLINE void fast_sqerr(const float *buf, const float *out, int64_t m, 
     }
 }
 
-/* One group on the vectorized path: the same decisions as lut_group below. mm: qs_mask_mode. */
-QS_ALWAYS_INLINE void fast_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, int64_t k, const int32_t dt,
-                                 const int32_t mm, const int32_t pow2) {
+/* The bitmod profile's errors, qs_lut_sqerr in binary16, summed in double: in 8 lanes when the group has at most
+   2^13 elements (every sum is then exact, see qs_lut_total, so the lanes give the sequential sum), else into
+   lanes[0] in order. */
+QS_ALWAYS_INLINE void fast_sqerr16(const float *buf, const float *out, int64_t m, double *lanes, int32_t split) {
+    int64_t j;
+    int32_t l;
+    if (!split) {
+        for (j = 0; j < m; j++) lanes[0] += (double)qs_lut_sqerr(out[j], buf[j], 1);
+        return;
+    }
+    for (j = 0; j + QS_LUT_LANES <= m; j += QS_LUT_LANES)
+        for (l = 0; l < QS_LUT_LANES; l++) lanes[l] += (double)qs_lut_sqerr(out[j + l], buf[j + l], 1);
+    for (l = 0; j + l < m; l++) lanes[l] += (double)qs_lut_sqerr(out[j + l], buf[j + l], 1);
+}
+
+/* min and max of buf as qs_lut_params wants them (the bitmod profile's int{b}_asym): the first of equal values,
+   as the CUDA kernel's loop keeps it. */
+static void minmax_scan(const float *buf, int64_t m, float *vmin, float *vmax) {
+    int64_t j;
+    for (j = 0; j < m; j++) {
+        const float v = buf[j];
+        *vmin = v < *vmin ? v : *vmin;
+        *vmax = v > *vmax ? v : *vmax;
+    }
+}
+
+/* One group: its statistics, its grid (the first with the strictly smallest error: from +Inf, or from BitMoD's
+   1e3, which may leave no grid, QS_LUT_NO_CHOICE, and zeros), its choice (jb->choice), record (jb->qp_out) and
+   outputs (jb->y). mm: qs_mask_mode; pow2: BitMoD's MX scale; f16: the bitmod profile. */
+QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, int64_t k, const int32_t dt,
+                                const int32_t mm, const int32_t pow2, const int32_t f16) {
     const qs_lut_traits *lt = jb->lut;
     const float ymax = qs_dtype_max(dt);
     const char *xr = jb->x + row * jb->x_stride;
     const uint8_t *mr = mm != QS_MASK_NONE ? jb->mask + row * jb->m_stride : NULL;
+    const int32_t before = mm == QS_MASK_BEFORE;
     const int32_t once = n <= QS_LUT_FAST_CHUNK; /* the whole group fits the buffer: one load */
     float buf[QS_LUT_FAST_CHUNK], ybuf[QS_LUT_FAST_CHUNK], out[2][QS_LUT_FAST_CHUNK];
     int32_t choice = 0, kept = -1, slot = 0, loaded = 0;
@@ -136,38 +188,50 @@ QS_ALWAYS_INLINE void fast_group(const qs_job *jb, int64_t row, int64_t c0, int6
     if (jb->qp_in != NULL) {
         gp = qs_qp_lut(jb->qp_in + row * jb->qp_stride + QS_QPARAM_WORDS * k, lt, &choice);
     } else {
+        const int32_t asym = f16 && lt->g[0].kind == QS_LUT_ASYM;
+        float vmin = qs_u2f(QS_F32_INF_BITS), vmax = -qs_u2f(QS_F32_INF_BITS); /* n >= 1 replaces these */
         uint32_t amax = 0u;
         for (j0 = 0; j0 < n; j0 += QS_LUT_FAST_CHUNK) {
             const int64_t m = n - j0 < QS_LUT_FAST_CHUNK ? n - j0 : QS_LUT_FAST_CHUNK;
-            fast_load(xr, mr, c0 + j0, m, buf, dt, mm == QS_MASK_BEFORE);
+            fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
             amax = fast_amax(buf, m, amax);
+            if (asym) minmax_scan(buf, m, &vmin, &vmax);
         }
         loaded = once;
-        gp = qs_lut_params(lt, &lt->g[0], qs_u2f(amax), 0.0f, 0.0f); /* nearest grids use max |x| only */
-        if (amax >= QS_F32_INF_BITS) {
+        if (amax >= QS_F32_INF_BITS) { /* a NaN or Inf: NaN outputs */
             gp.mode = QS_GP_NAN;
-        } else if (lt->count > 1) {
-            float best = qs_u2f(QS_F32_INF_BITS), ys = 0.0f; /* ys: the scale of ybuf (grids of one max share it) */
+            gp.s = 0.0f;
+            gp.zp = 0.0f;
+        } else {
+            gp = qs_lut_params(lt, &lt->g[0], qs_u2f(amax), vmin, vmax);
+        }
+        if (gp.mode != QS_GP_NAN && lt->count > 1) {
+            float best = f16 ? 1e3f : qs_u2f(QS_F32_INF_BITS), ys = 0.0f; /* ys: the scale ybuf holds */
             int32_t c;
+            choice = f16 ? QS_LUT_NO_CHOICE : 0;
             for (c = 0; c < lt->count; c++) {
-                const qs_lut_gp p = qs_lut_params(lt, &lt->g[c], qs_u2f(amax), 0.0f, 0.0f);
+                const qs_lut_gp p = qs_lut_params(lt, &lt->g[c], qs_u2f(amax), vmin, vmax);
                 float lanes[QS_LUT_LANES] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-                float total = 0.0f;
+                double exact[QS_LUT_LANES] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+                double sum = 0.0;
+                float total;
                 int32_t l;
-                if (p.mode != QS_GP_QUANT) { /* as lut_choose: choice 0, the constants chosen so far */
+                if (p.mode != QS_GP_QUANT) { /* a zero group: choice 0 with the constants chosen so far */
                     choice = 0;
                     kept = -1;
                     break;
                 }
                 for (j0 = 0; j0 < n; j0 += QS_LUT_FAST_CHUNK) {
                     const int64_t m = n - j0 < QS_LUT_FAST_CHUNK ? n - j0 : QS_LUT_FAST_CHUNK;
-                    if (!once) fast_load(xr, mr, c0 + j0, m, buf, dt, mm == QS_MASK_BEFORE);
-                    if (!once || p.s != ys) fast_div(&lt->g[c], &p, buf, ybuf, m, pow2);
-                    fast_quant(&lt->g[c], &p, ymax, ybuf, out[slot], m, pow2);
-                    fast_sqerr(buf, out[slot], m, lanes);
+                    if (!once) fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
+                    if (!once || p.s != ys) fast_div(&lt->g[c], &p, buf, ybuf, m, pow2, f16);
+                    fast_quant(&lt->g[c], &p, ymax, ybuf, out[slot], m, pow2, f16);
+                    if (f16) fast_sqerr16(buf, out[slot], m, exact, n <= 8192);
+                    else fast_sqerr(buf, out[slot], m, lanes);
                 }
                 ys = once ? p.s : 0.0f;
-                for (l = 0; l < QS_LUT_LANES; l++) total += lanes[l];
+                for (l = 0; l < QS_LUT_LANES; l++) sum += exact[l];
+                total = qs_lut_total(lanes, sum, n, f16);
                 if (total < best) {
                     best = total;
                     choice = c;
@@ -189,14 +253,14 @@ QS_ALWAYS_INLINE void fast_group(const qs_job *jb, int64_t row, int64_t c0, int6
         const float *o = out[0];
         if (gp.mode == QS_GP_NAN) {
             for (j = 0; j < m; j++) out[0][j] = qs_qnan();
-        } else if (gp.mode == QS_GP_ZERO) {
+        } else if (gp.mode == QS_GP_ZERO || choice == QS_LUT_NO_CHOICE) {
             for (j = 0; j < m; j++) out[0][j] = 0.0f;
         } else if (kept >= 0) {
             o = out[kept];
         } else {
-            if (!loaded) fast_load(xr, mr, c0 + j0, m, buf, dt, mm == QS_MASK_BEFORE);
-            fast_div(&lt->g[choice], &gp, buf, ybuf, m, pow2);
-            fast_quant(&lt->g[choice], &gp, ymax, ybuf, out[0], m, pow2);
+            if (!loaded) fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
+            fast_div(&lt->g[choice], &gp, buf, ybuf, m, pow2, f16);
+            fast_quant(&lt->g[choice], &gp, ymax, ybuf, out[0], m, pow2, f16);
         }
         if (mm != QS_MASK_NONE)
             for (j = 0; j < m; j++) qs_store(yr, c0 + j0 + j, dt, qs_select(mr[c0 + j0 + j], o[j], 0.0f));
@@ -205,190 +269,32 @@ QS_ALWAYS_INLINE void fast_group(const qs_job *jb, int64_t row, int64_t c0, int6
     }
 }
 
-QS_ALWAYS_INLINE void fast_units(const qs_job *jb, int64_t u0, int64_t u1, const int32_t dt, const int32_t mm,
-                                 const int32_t pow2) {
+/* Units [u0, u1); the common group sizes as literals. */
+QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const int32_t dt, const int32_t mm,
+                                const int32_t pow2, const int32_t f16) {
     qs_unit c = unit_first(jb, u0);
     int64_t u;
     for (u = u0; u < u1; u++, unit_next(jb, &c)) {
-        if (mm == QS_MASK_NONE && c.n == 128) fast_group(jb, c.row, c.c0, 128, u % jb->units_per_row, dt, mm, pow2);
-        else if (mm == QS_MASK_NONE && c.n == 32) fast_group(jb, c.row, c.c0, 32, u % jb->units_per_row, dt, mm, pow2);
-        else fast_group(jb, c.row, c.c0, c.n, u % jb->units_per_row, dt, mm, pow2);
+        const int64_t k = u % jb->units_per_row;
+        if (mm == QS_MASK_NONE && c.n == 128) lut_group(jb, c.row, c.c0, 128, k, dt, mm, pow2, f16);
+        else if (mm == QS_MASK_NONE && c.n == 32) lut_group(jb, c.row, c.c0, 32, k, dt, mm, pow2, f16);
+        else lut_group(jb, c.row, c.c0, c.n, k, dt, mm, pow2, f16);
     }
 }
 
-#define QS_FAST_MM(DT, POW2)                                                        \
-    do {                                                                            \
-        if (jb->mask_mode == QS_MASK_NONE) fast_units(jb, u0, u1, DT, QS_MASK_NONE, POW2);     \
-        else if (jb->mask_mode == QS_MASK_BEFORE) fast_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2); \
-        else fast_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2);                       \
+#define QS_LUT_MM(DT, POW2, F16)                                                                  \
+    do {                                                                                          \
+        if (jb->mask_mode == QS_MASK_NONE) lut_units(jb, u0, u1, DT, QS_MASK_NONE, POW2, F16);     \
+        else if (jb->mask_mode == QS_MASK_BEFORE) lut_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2, F16); \
+        else lut_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2, F16);                                 \
     } while (0)
-#define QS_FAST_DT(DT)                                                              \
-    do {                                                                            \
-        if (jb->lut->scale == QS_LUT_SCALE_POW2) QS_FAST_MM(DT, 1);                 \
-        else QS_FAST_MM(DT, 0);                                                     \
+#define QS_LUT_DT(DT)                                                                             \
+    do {                                                                                          \
+        const int32_t pow2 = jb->lut->scale == QS_LUT_SCALE_POW2;                                 \
+        if (jb->lut->f16 && pow2) QS_LUT_MM(DT, 1, 1);                                            \
+        else if (jb->lut->f16) QS_LUT_MM(DT, 0, 1);                                               \
+        else if (pow2) QS_LUT_MM(DT, 1, 0);                                                       \
+        else QS_LUT_MM(DT, 0, 0);                                                                 \
     } while (0)
 
-/* The vectorized path applies: binary32 arithmetic (not the bitmod profile) and nearest-value grids. */
-static int32_t lut_fast(const qs_lut_traits *lt) {
-    int32_t c;
-    if (lt->f16) return 0;
-    for (c = 0; c < lt->count; c++)
-        if (lt->g[c].kind != QS_LUT_NEAREST || lt->g[c].n < 1) return 0;
-    return 1;
-}
-
-static QS_CLONES void qs_run_lut_fast(const qs_job *jb, int64_t u0, int64_t u1) { QS_DISPATCH_DT(QS_FAST_DT) }
-
-/* ---- the scalar path ----------------------------------------------------------------------------------------- */
-
-#define QS_LUT_CHUNK 64 /* a multiple of QS_LUT_LANES: lane = index in the group % 8 */
-
-typedef struct lut_stats {
-    float amax, vmin, vmax;
-    int32_t bad; /* a NaN or Inf (after the binary16 rounding of the bitmod profile) */
-} lut_stats;
-
-/* x[c0 + j] for j < n as the kernel sees it: masked-before positions 0, binary16 values under the bitmod profile. */
-static void lut_load(const qs_job *jb, int64_t row, int64_t c0, int64_t n, float *out) {
-    const char *xr = jb->x + row * jb->x_stride;
-    const uint8_t *mr = jb->mask_mode == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL;
-    int64_t j;
-    for (j = 0; j < n; j++) out[j] = qs_load(xr, c0 + j, jb->dtype);
-    if (mr != NULL)
-        for (j = 0; j < n; j++) out[j] = mr[c0 + j] ? out[j] : 0.0f;
-    if (jb->lut->f16)
-        for (j = 0; j < n; j++) out[j] = qs_f16r(out[j]);
-}
-
-static lut_stats lut_scan(const qs_job *jb, int64_t row, int64_t c0, int64_t n) {
-    float buf[QS_LUT_CHUNK];
-    lut_stats st;
-    int64_t j0, j;
-    st.amax = 0.0f;
-    st.vmin = qs_u2f(QS_F32_INF_BITS); /* n >= 1: the group's own min and max replace these */
-    st.vmax = -st.vmin;
-    st.bad = 0;
-    for (j0 = 0; j0 < n; j0 += QS_LUT_CHUNK) {
-        const int64_t m = n - j0 < QS_LUT_CHUNK ? n - j0 : QS_LUT_CHUNK;
-        lut_load(jb, row, c0 + j0, m, buf);
-        for (j = 0; j < m; j++) {
-            const float v = buf[j], a = qs_abs(v);
-            if (!qs_isfinite(v)) st.bad = 1;
-            st.amax = a > st.amax ? a : st.amax;
-            st.vmin = v < st.vmin ? v : st.vmin;
-            st.vmax = v > st.vmax ? v : st.vmax;
-        }
-    }
-    return st;
-}
-
-/* out[j] = the grid's value of buf[j] (nearest grid, binary32 amax scale): the vectorizable form of qs_lut_elem. */
-static void lut_nearest_chunk(const qs_lut_grid *g, float s, float ymax, const float *buf, float *out, int64_t m) {
-    float q[QS_LUT_CHUNK];
-    int64_t j;
-    int32_t k;
-    for (j = 0; j < m; j++) {
-        out[j] = buf[j] / s;
-        q[j] = g->lo;
-    }
-    for (k = 0; k < g->n - 1; k++) {
-        const float mid = g->mid[k], step = g->step[k];
-        for (j = 0; j < m; j++) q[j] += out[j] > mid ? step : 0.0f;
-    }
-    for (j = 0; j < m; j++) out[j] = qs_clampf(q[j] * s, -ymax, ymax);
-}
-
-static void lut_chunk(const qs_lut_traits *lt, int32_t c, const qs_lut_gp *p, float ymax, const float *buf,
-                      float *out, int64_t m) {
-    int64_t j;
-    if (!lt->f16 && lt->scale == QS_LUT_SCALE_AMAX && lt->g[c].kind == QS_LUT_NEAREST) {
-        lut_nearest_chunk(&lt->g[c], p->s, ymax, buf, out, m);
-        return;
-    }
-    for (j = 0; j < m; j++) out[j] = qs_lut_elem(buf[j], lt, &lt->g[c], p, ymax);
-}
-
-/* The grid a group takes: the first with the strictly smallest error (from +Inf, or BitMoD's 1e3), or
-   QS_LUT_NO_CHOICE; *gp receives its constants. */
-static int32_t lut_choose(const qs_job *jb, int64_t row, int64_t c0, int64_t n, const lut_stats *st, float ymax,
-                          qs_lut_gp *gp) {
-    const qs_lut_traits *lt = jb->lut;
-    float buf[QS_LUT_CHUNK], out[QS_LUT_CHUNK];
-    float best = lt->f16 ? 1e3f : qs_u2f(QS_F32_INF_BITS);
-    int32_t c, choice = lt->f16 ? QS_LUT_NO_CHOICE : 0;
-    *gp = qs_lut_params(lt, &lt->g[0], st->amax, st->vmin, st->vmax);
-    if (lt->count == 1) return 0;
-    for (c = 0; c < lt->count; c++) {
-        const qs_lut_gp p = qs_lut_params(lt, &lt->g[c], st->amax, st->vmin, st->vmax);
-        float lanes[QS_LUT_LANES] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
-        double exact = 0.0;
-        float total;
-        int64_t j0, j;
-        int32_t l;
-        if (p.mode != QS_GP_QUANT) return 0; /* a zero group: every grid gives zeros */
-        for (j0 = 0; j0 < n; j0 += QS_LUT_CHUNK) {
-            const int64_t m = n - j0 < QS_LUT_CHUNK ? n - j0 : QS_LUT_CHUNK;
-            lut_load(jb, row, c0 + j0, m, buf);
-            lut_chunk(lt, c, &p, ymax, buf, out, m);
-            for (j = 0; j < m; j++) out[j] = qs_lut_sqerr(out[j], buf[j], lt->f16);
-            if (lt->f16) {
-                for (j = 0; j < m; j++) exact += (double)out[j];
-                continue;
-            }
-            for (j = 0; j + QS_LUT_LANES <= m; j += QS_LUT_LANES)
-                for (l = 0; l < QS_LUT_LANES; l++) lanes[l] += out[j + l];
-            for (l = 0; j + l < m; l++) lanes[l] += out[j + l];
-        }
-        total = qs_lut_total(lanes, exact, n, lt->f16);
-        if (total < best) {
-            best = total;
-            choice = c;
-            *gp = p;
-        }
-    }
-    return choice;
-}
-
-/* One group: its choice (jb->choice) and/or its outputs (jb->y). */
-static void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, int64_t k) {
-    const qs_lut_traits *lt = jb->lut;
-    const float ymax = qs_dtype_max(jb->dtype);
-    const lut_stats st = jb->qp_in != NULL ? (lut_stats){0.0f, 0.0f, 0.0f, 0} : lut_scan(jb, row, c0, n);
-    float buf[QS_LUT_CHUNK], out[QS_LUT_CHUNK];
-    qs_lut_gp gp;
-    int32_t choice = 0;
-    int64_t j0, j;
-    if (jb->qp_in != NULL) gp = qs_qp_lut(jb->qp_in + row * jb->qp_stride + QS_QPARAM_WORDS * k, jb->lut, &choice);
-    else if (st.bad) gp.mode = QS_GP_NAN;
-    else choice = lut_choose(jb, row, c0, n, &st, ymax, &gp);
-    if (jb->choice != NULL) jb->choice[row * jb->c_stride + k] = (uint8_t)choice;
-    if (jb->qp_out != NULL) qs_qp_store_lut(jb->qp_out + row * jb->qp_stride + QS_QPARAM_WORDS * k, &gp, choice);
-    if (jb->y == NULL) return;
-    for (j0 = 0; j0 < n; j0 += QS_LUT_CHUNK) {
-        const int64_t m = n - j0 < QS_LUT_CHUNK ? n - j0 : QS_LUT_CHUNK;
-        char *yr = jb->y + row * jb->y_stride;
-        if (gp.mode == QS_GP_NAN) {
-            for (j = 0; j < m; j++) out[j] = qs_qnan();
-        } else if (gp.mode == QS_GP_ZERO || choice == QS_LUT_NO_CHOICE) {
-            for (j = 0; j < m; j++) out[j] = 0.0f;
-        } else {
-            lut_load(jb, row, c0 + j0, m, buf);
-            lut_chunk(lt, choice, &gp, ymax, buf, out, m);
-        }
-        if (jb->mask_mode != QS_MASK_NONE) {
-            const uint8_t *mr = jb->mask + row * jb->m_stride;
-            for (j = 0; j < m; j++) out[j] = mr[c0 + j0 + j] ? out[j] : 0.0f;
-        }
-        for (j = 0; j < m; j++) qs_store(yr, c0 + j0 + j, jb->dtype, out[j]);
-    }
-}
-
-QS_CLONES void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) {
-    if (lut_fast(jb->lut)) {
-        qs_run_lut_fast(jb, u0, u1);
-        return;
-    }
-    qs_unit c = unit_first(jb, u0);
-    int64_t u;
-    for (u = u0; u < u1; u++, unit_next(jb, &c)) lut_group(jb, c.row, c.c0, c.n, u % jb->units_per_row);
-}
+QS_CLONES void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) { QS_DISPATCH_DT(QS_LUT_DT) }
