@@ -319,7 +319,7 @@ static inline int32_t qs_format_fill(int32_t id, qs_format_info *out) {
 
 /* What a kernel needs for one call: the format's rounding constants with the call's options resolved. */
 typedef struct qs_kernel_traits {
-    int32_t family;     /* the row's family; scaled uses run as QS_FAMILY_SCALED or QS_FAMILY_SCALED_POW2 */
+    int32_t family;     /* the row's family; scaled uses run as QS_FAMILY_SCALED, _POW2 or _FPQ */
     int32_t rounding;
     float qmin, qmax;   /* INT: code range; BFP: +-(2^mbits - 1) */
     float divisor;      /* INT_SYM: qmax; INT_FULL: qmax + 0.5; INT_ASYM: maxq = qmax */
@@ -495,7 +495,7 @@ static inline int32_t qs_kernel_traits_make(const qs_quant_params *p, qs_kernel_
     kt->log2_f32 = p->compat == QS_COMPAT_MICROXCALING;
     if (p->compat == QS_COMPAT_FPQUANT) {
         kt->fpq = 1;
-        kt->family = QS_FAMILY_SCALED; /* its MX scale is not a power of two: a division per element */
+        kt->family = QS_FAMILY_SCALED_FPQ; /* its MX scale is not a power of two: a division per element */
     }
     if (info.family == QS_FAMILY_LUT || p->compat == QS_COMPAT_BITMOD) kt->family = QS_FAMILY_LUT;
     if (info.family == QS_FAMILY_LLMQ || p->compat == QS_COMPAT_LLMQ) {

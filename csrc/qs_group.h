@@ -237,7 +237,7 @@ QS_HD qs_gparams qs_group_params(const qs_kernel_traits *kt, qs_range r, const i
         if (!qs_isfinite(g.s)) g.mode = QS_GP_NAN; /* the range overflows binary32 */
         else if (g.s == 0.0f) g.mode = QS_GP_ZERO;
         else g.z = qs_rint(-xmin / g.s);
-    } else if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2) {
+    } else if (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2 || fam == QS_FAMILY_SCALED_FPQ) {
         qs_scaled_params(kt, r.amax_bits, &g);
     } else if (fam == QS_FAMILY_BFP) {
         const int32_t e = qs_bfp_exponent(amax);
@@ -263,7 +263,7 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
     if (fam == QS_FAMILY_LLMQ) return qs_clampf(qs_llmq_elem(v, g, kt), -ymax, ymax); /* log6 2^16 in fp16 */
-    if (fam == QS_FAMILY_SCALED && kt->fpq) { /* FP-Quant: mxfp4 q(x / s) * s; nvfp4 q(x * g / S) * S / g */
+    if (fam == QS_FAMILY_SCALED_FPQ) { /* FP-Quant: mxfp4 q(x / s) * s; nvfp4 q(x * g / S) * S / g */
         /* (a block max above 2^127.7 gives 6 * 2^125 / 0.75 = 2^128: clamped, as integer grids are) */
         if (kt->scale_mode == QS_SCALE_MODE_FLOOR) return qs_clampf(qs_fpq_e2m1(v / g->s) * g->s, -ymax, ymax);
         return qs_clampf(qs_fpq_e2m1(v * g->z / g->s) * g->s / g->z, -ymax, ymax);

@@ -24,6 +24,7 @@ static void run_units(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams
     case QS_FAMILY_INT_ASYM: qs_run_int_asym(jb, u0, u1, fixed); break;
     case QS_FAMILY_BFP: qs_run_bfp(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED: qs_run_scaled(jb, u0, u1, fixed); break;
+    case QS_FAMILY_SCALED_FPQ: qs_run_scaled_fpq(jb, u0, u1, fixed); break;
     case QS_FAMILY_SCALED_POW2: qs_run_scaled_pow2(jb, u0, u1, fixed); break;
     case QS_FAMILY_LUT: qs_run_lut(jb, u0, u1); break;
     case QS_FAMILY_LLMQ: qs_run_llmq(jb, u0, u1, fixed); break;
@@ -63,6 +64,7 @@ static qs_gparams tensor_params(const qs_kernel_traits *kt, qs_range r) {
     case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
     case QS_FAMILY_BFP: return qs_group_params(kt, r, QS_FAMILY_BFP);
     case QS_FAMILY_SCALED: return qs_group_params(kt, r, QS_FAMILY_SCALED);
+    case QS_FAMILY_SCALED_FPQ: return qs_group_params(kt, r, QS_FAMILY_SCALED_FPQ);
     case QS_FAMILY_SCALED_POW2: return qs_group_params(kt, r, QS_FAMILY_SCALED_POW2);
     case QS_FAMILY_LLMQ: return qs_group_params(kt, r, QS_FAMILY_LLMQ);
     default: return qs_group_params(kt, r, QS_FAMILY_FLOAT);
@@ -117,7 +119,7 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     qs_lut_traits lut;
     qs_gparams fixed = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
     int64_t units, per_chunk, chunks;
-    int32_t per_tensor, spans, elementwise;
+    int32_t per_tensor, spans, elementwise, tensor_scale;
     int nt;
     if (rows == 0 || cols == 0) return QS_OK;
 
@@ -152,19 +154,21 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     per_tensor = params->group_size == QS_GROUP_TENSOR && !elementwise;
     spans = per_tensor || elementwise;
     if (elementwise && kt.family == QS_FAMILY_LLMQ) fixed.s = kt.lq_bias;
+    tensor_scale = (kt.family == QS_FAMILY_SCALED || kt.family == QS_FAMILY_SCALED_FPQ) &&
+                   kt.scale_mode == QS_SCALE_MODE_E4M3;
     if (qp_in != NULL) {
         if (per_tensor) fixed = qs_qp_gparams(qp_in); /* records hold the outcome: no statistics needed */
     } else if (per_tensor ||
-               (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3 && tscale_in == NULL)) {
+               (tensor_scale && tscale_in == NULL)) {
         const qs_range total = tensor_range(&jb, nt);
         qs_fpenv env = qs_fpenv_enter();
-        if (kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3) kt.tscale = qs_tensor_scale(&kt, total);
+        if (tensor_scale) kt.tscale = qs_tensor_scale(&kt, total);
         if (per_tensor) fixed = tensor_params(&kt, total);
         if (per_tensor && kt.observer && fixed.mode == QS_GP_QUANT) /* one search over the whole tensor */
             fixed = mse_search(&jb, total, fixed, 0, 0, 0, 1, kt.family, dtype);
         qs_fpenv_leave(env);
     }
-    if (tscale_in != NULL && kt.family == QS_FAMILY_SCALED && kt.scale_mode == QS_SCALE_MODE_E4M3)
+    if (tscale_in != NULL && tensor_scale)
         kt.tscale = *tscale_in;
     if (qp_out != NULL && spans) { /* one record (per tensor), or none to fit (element-wise formats) */
         int64_t r;

@@ -158,6 +158,7 @@ static qs_gparams mse_candidate(const qs_kernel_traits *kt, qs_range r, int32_t 
     case QS_FAMILY_INT_SYM: return qs_group_params(kt, r, QS_FAMILY_INT_SYM);
     case QS_FAMILY_INT_FULL: return qs_group_params(kt, r, QS_FAMILY_INT_FULL);
     case QS_FAMILY_INT_ASYM: return qs_group_params(kt, r, QS_FAMILY_INT_ASYM);
+    case QS_FAMILY_SCALED_FPQ: return qs_group_params(kt, r, QS_FAMILY_SCALED_FPQ);
     default: return qs_group_params(kt, r, QS_FAMILY_SCALED);
     }
 }
@@ -181,6 +182,7 @@ static double mse_error(const qs_job *jb, const qs_gparams *g, int64_t row, int6
         case QS_FAMILY_INT_SYM: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_SYM, QS_ROUND_RNE, ymax); break;
         case QS_FAMILY_INT_FULL: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_FULL, QS_ROUND_RNE, ymax); break;
         case QS_FAMILY_INT_ASYM: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_INT_ASYM, QS_ROUND_RNE, ymax); break;
+        case QS_FAMILY_SCALED_FPQ: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_SCALED_FPQ, QS_ROUND_RNE, ymax); break;
         default: y = qs_quant_elem(v, 0u, g, kt, QS_FAMILY_SCALED, QS_ROUND_RNE, ymax); break;
         }
         d = fabs((double)y - (double)v);
@@ -300,6 +302,7 @@ void qs_run_bfp(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixe
 void qs_run_float(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_scaled_pow2(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
+void qs_run_scaled_fpq(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_llmq(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);
 void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1);
 

@@ -184,7 +184,8 @@ int32_t qs_quant_qparams_cuda(const qs_quant_params *params, int32_t dtype, int6
        tensor scale that is not given are the CPU library's */
     if (jb.kt.observer != QS_OBSERVER_MINMAX || jb.kt.family == QS_FAMILY_LUT || params->group_size == QS_GROUP_TENSOR)
         return QS_ERR_UNSUPPORTED;
-    if (jb.kt.family == QS_FAMILY_SCALED && jb.kt.scale_mode == QS_SCALE_MODE_E4M3 && tensor_scale == NULL)
+    if ((jb.kt.family == QS_FAMILY_SCALED || jb.kt.family == QS_FAMILY_SCALED_FPQ) &&
+        jb.kt.scale_mode == QS_SCALE_MODE_E4M3 && tensor_scale == NULL)
         return QS_ERR_UNSUPPORTED;
     if (rows == 0 || cols == 0) return QS_OK;
     QS_TRY(qs_cuda_begin(device, &sms));

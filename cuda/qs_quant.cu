@@ -153,7 +153,7 @@ static __device__ __forceinline__ qs_range qs_range_load(const int32_t *slot) {
 /* A group's constants (qs_group_params), with the tensor scale of QS_SCALE_MODE_E4M3 read from jb.tstats. */
 template <int FAM>
 static __device__ __forceinline__ qs_gparams qs_fq_params(const qs_fq_job &jb, qs_range rg) {
-    if constexpr (FAM == QS_FAMILY_SCALED) {
+    if constexpr (FAM == QS_FAMILY_SCALED || FAM == QS_FAMILY_SCALED_FPQ) {
         if (jb.tstats != NULL) {
             qs_kernel_traits kt = jb.kt;
             kt.tscale = qs_tensor_scale(&jb.kt, qs_range_load(jb.tstats));
@@ -660,6 +660,7 @@ static int32_t qs_fq_run(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStr
     case QS_FAMILY_INT_ASYM: return qs_fq_run_groups<DT, QS_FAMILY_INT_ASYM>(jb, group_size, sms, st);
     case QS_FAMILY_BFP: return qs_fq_run_groups<DT, QS_FAMILY_BFP>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED>(jb, group_size, sms, st);
+    case QS_FAMILY_SCALED_FPQ: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED_FPQ>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED_POW2: return qs_fq_run_groups<DT, QS_FAMILY_SCALED_POW2>(jb, group_size, sms, st);
     case QS_FAMILY_LLMQ:
         if (jb.kt.lq_block) return qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);

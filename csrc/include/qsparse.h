@@ -93,6 +93,9 @@ typedef enum qs_family {
 /* Kernel-internal family (never in qs_format_info): QS_FAMILY_SCALED with a power-of-two scale, which divides by
    multiplying with the exact reciprocal. */
 #define QS_FAMILY_SCALED_POW2 QS_FAMILY_COUNT_
+/* Kernel-internal family: QS_FAMILY_SCALED under the fpquant profile (its scales and its E2M1 rounding), apart so
+   that the element loops of the other scaled formats hold no test of the profile and vectorize. */
+#define QS_FAMILY_SCALED_FPQ (QS_FAMILY_COUNT_ + 1)
 
 /* How a group's scale is stored, for bits-per-element accounting. */
 typedef enum qs_scale_kind {
