@@ -155,39 +155,67 @@ def _pow2f(e: torch.Tensor) -> torch.Tensor:
     return torch.exp2(e.to(_F64)).to(_F32)
 
 
-def _llmq_log(x, b, top):
-    c = _pow2f(-b) * _f32(0.1)
-    sign = torch.sign(x + c)
-    e = torch.clamp(torch.round(_log2f(x.abs() + c)), -b, top - b)
-    return sign * _pow2f(e)
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
-def _llmq_mini(x, b, top, mbits, ieee):
-    """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top."""
+def _rounder(dtype):
+    """R(t): a binary32 result rounded to `dtype` (binary16, bfloat16), as each torch op on a tensor of that dtype
+    rounds its binary32 opmath result; the identity for binary32."""
+    if dtype == _F32:
+        return _same
+    return lambda t: t.to(dtype).to(_F32)
+
+
+def _llmq_log(x, b, top, R=_same, block=False):
+    """log{w} / bl{w}: sign(x + c) * 2^clamp(round(log2(|x| + c)), -b, top - b), c = 0.1 * 2^-b; R rounds each op to
+    a half-precision input's dtype (the profile): c is a Python float for log{w} (not rounded), a tensor of the dtype
+    for bl{w}, R(R(2^-b) * 0.1)."""
+    c = R(R(_pow2f(-b)) * _f32(0.1)) if (block and R is not _same) else _pow2f(-b) * _f32(0.1)
+    sign = torch.sign(R(x + c))
+    e = torch.clamp(torch.round(R(_log2f(R(x.abs() + c)))), -b, top - b)
+    return sign * R(_pow2f(e))
+
+
+def _llmq_mini(x, b, top, mbits, ieee, R=_same):
+    """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top;
+    R: each op rounded to the input's dtype (the profile on half-precision inputs)."""
     S = float(2**mbits)
     v = x.abs()
-    lg = _log2f(v + _f32(1e-9))
+    lg = R(_log2f(R(v + _f32(1e-9))))
     e = torch.clamp(torch.floor(lg) if ieee else torch.ceil(lg), -b, top - b)
-    p = _pow2f(e)
-    mant = v / p
+    p = R(_pow2f(e))
+    mant = R(v / p)
     if not ieee:
-        return p, torch.clamp(torch.round(mant * S), 0, S - 1) / S
+        return p, R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S)
     normal = ~torch.isclose(e, -b)
-    sm = normal * torch.clamp(torch.round(mant * S - S), 0, S - 1) + \
-        (~normal) * torch.clamp(torch.round(mant * S / 2), 0, S - 1)
-    return p, normal * (1.0 + sm / S) + (~normal) * (sm / S * 2)
+    sm = normal * torch.clamp(torch.round(R(R(mant * S) - S)), 0, S - 1) + \
+        (~normal) * torch.clamp(torch.round(R(R(mant * S) / 2)), 0, S - 1)
+    return p, normal * R(1.0 + R(sm / S)) + (~normal) * R(R(sm / S) * 2)
 
 
-def _llmq_msfp(x, E, mbits):
+def _llmq_msfp(x, E, mbits, R=_same):
     S = float(2**mbits)
-    p = _pow2f(E)
-    mant = (x.abs() + _f32(1e-9)) / p
-    return torch.sign(x + _f32(1e-9)) * p * (torch.clamp(torch.round(mant * S), 0, S - 1) / S)
+    p = R(_pow2f(E))
+    mant = R(R(x.abs() + _f32(1e-9)) / p)
+    return R(R(torch.sign(R(x + _f32(1e-9))) * p) * R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S))
 
 
-def _blend(x, q):
-    close = torch.isclose(x, torch.zeros(1, dtype=x.dtype))
+def _blend(x, q, R=_same):
+    """(~isclose(x, 0)) * q + isclose(x, 0) * x; isclose's allowed error atol + rtol * |0| is computed in x's dtype:
+    1e-8 rounded to it (0 in binary16)."""
+    close = torch.isfinite(x) & (x.abs() <= R(_f32(1e-8)))
     return (~close) * q + close * x
+
+
+def _zero_block_max(amax: torch.Tensor) -> torch.Tensor:
+    """The source's replacement of the blocks' max |x| (block_log.py, block_minifloat.py, block_fp.py): all zero ->
+    ones; else each zero max becomes the smallest nonzero one (NaN when a block max is NaN: torch's min)."""
+    if bool((amax == 0).all()):
+        return torch.ones_like(amax)
+    amax = amax.clone()
+    amax[amax == 0] = amax[amax != 0].min()
+    return amax
 
 
 def _fpq_e2m1(y: torch.Tensor) -> torch.Tensor:
@@ -276,9 +304,12 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
         xg, restore = _group_view(x2, g)
     else:
         xg, restore = x2, (lambda t: t)
+    R = _rounder(dtype) if src and p["kind"] != "fixed" else _same  # the source's torch ops in a half dtype
     if p["block"]:
         amax = xg.abs().amax(dim=1, keepdim=True) if xg.shape[1] else torch.zeros(xg.shape[0], 1, dtype=_F32)
-        lg = _log2f(amax)
+        if src and amax.numel():
+            amax = _zero_block_max(amax)
+        lg = R(_log2f(amax))
         if p["kind"] == "log":
             b = torch.clamp(p["top"] - torch.ceil(lg), 0, _BIAS_MAX)
         elif p["kind"] == "bmf":
@@ -290,18 +321,20 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
         b = torch.full((xg.shape[0], 1), float(p["bias"]), dtype=_F32)
         bad = torch.zeros((xg.shape[0], 1), dtype=torch.bool)
     if p["kind"] == "log":
-        y = _llmq_log(xg, b, float(p["top"]))
+        y = _llmq_log(xg, b, float(p["top"]), R, p["block"])
     elif p["kind"] == "msfp":
-        y = _blend(xg, _llmq_msfp(xg, b, p["mbits"]))
+        y = _blend(xg, _llmq_msfp(xg, b, p["mbits"], R), R)
     else:
-        pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf")
+        pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf", R)
         if src:
-            y = _blend(xg, torch.sign(xg + _f32(1e-9)) * pw * m)
+            y = _blend(xg, R(R(torch.sign(R(xg + _f32(1e-9))) * pw) * m), R)
         else:
             y = torch.where(xg.abs() <= _f32(1e-8), torch.zeros((), dtype=_F32), pw * m)
             y = torch.where(torch.isnan(xg), xg, torch.copysign(y, xg))
     y = torch.where(bad, torch.full((), math.nan, dtype=_F32), y)
-    y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])  # stored without overflowing (log6 in fp16)
+    y = restore(y)
+    if R is _same:  # stored without overflowing (log6 in fp16); the source's own fp16 arithmetic gives Inf
+        y = torch.clamp(y, -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
     if m2 is not None:
         y = torch.where(m2, y, torch.zeros((), dtype=_F32))
     return y.to(dtype).reshape(shape)
