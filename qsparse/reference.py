@@ -282,9 +282,25 @@ def fixed_fake_quant(x: torch.Tensor, name: str, mask: Optional[torch.Tensor] = 
     return y.to(dtype).reshape(shape)
 
 
+def _unfold_view(x: torch.Tensor, block_shape) -> tuple:
+    """llm-mixed-q's _block_2d_weight: x (R, C) zero padded to multiples of the block (a, b) (-1 or a size above the
+    dimension: the whole dimension), F.unfold with kernel = stride = (a, b) -> (blocks, a * b), and its F.fold back."""
+    R, C = x.shape
+    a, b = (d if (v == -1 or v > d) else v for v, d in zip(block_shape, (R, C)))
+    pr, pc = (-R) % a, (-C) % b
+    xp = torch.nn.functional.pad(x, (0, pc, 0, pr))
+    blocks = torch.nn.functional.unfold(xp[None, None], kernel_size=(a, b), stride=(a, b))[0]  # (a * b, blocks)
+
+    def restore(g):
+        y = torch.nn.functional.fold(g.t().contiguous(), output_size=(R + pr, C + pc), kernel_size=(a, b),
+                                     stride=(a, b))
+        return y[0, :R, :C]
+    return blocks.t().contiguous(), restore
+
+
 def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
                     compat: Optional[str] = None, mask: Optional[torch.Tensor] = None,
-                    sparsify_first: bool = True) -> torch.Tensor:
+                    sparsify_first: bool = True, block_shape=None) -> torch.Tensor:
     """Reference of the llm-mixed-q formats (log{w}, bl{w}, dmf*, bmf*) and of the llm-mixed-q profile of the
     minifloats fp{w}_e{E}m{M} (element-wise) and bfp{w} (MSFP, block 32 by default). Default (compat None): the
     source's magnitude with x's sign, |x| <= 1e-8 as a signed zero (dmf, bmf), NaN kept, Inf saturating (element
@@ -299,7 +315,9 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
         p = dict(kind="msfp", block=True, mbits=bits - 1)
     else:
         p = llmq_params(name)
-    if p["block"]:
+    if p["block"] and block_shape is not None:  # the profile's 2-D weight blocks
+        xg, restore = _unfold_view(x2, block_shape)
+    elif p["block"]:
         g = group_size if group_size is not None else (32 if family == "bfp" else 16)
         xg, restore = _group_view(x2, g)
     else:
@@ -757,7 +775,7 @@ def lut_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None]
 def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
                seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
                sparsify_first: bool = True, scale_mode: Optional[str] = None,
-               observer: str = "minmax", compat: Optional[str] = None) -> torch.Tensor:
+               observer: str = "minmax", compat: Optional[str] = None, block_shape=None) -> torch.Tensor:
     """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
     'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES; compat: None or a
     profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
@@ -768,7 +786,7 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     if compat == "fpquant":
         return fpquant_fake_quant(x, name, group_size, mask, sparsify_first)
     if family == "llmq" or compat == "llm-mixed-q":
-        return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first)
+        return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first, block_shape)
     if family == "lut" or compat == "bitmod":
         return lut_fake_quant(x, name, group_size, compat, mask, sparsify_first)
     _PROFILE[0] = compat
