@@ -151,7 +151,8 @@ def fake_quant(
         ``bfp{w}``) on a 2-D ``x``: the source's 2-D weight blocks (its ``block_size=[a, b]`` with
         ``skip_first_dim=False``, utils.py ``_block_2d_weight``): tiles of ``a`` rows by ``b`` columns, each sharing
         one bias / exponent, ``-1`` or a size above the dimension meaning the whole dimension, the edges zero
-        padded; ``(1, b)`` is ``group_size=b``. Exact: the tiles are gathered into groups of ``a * b`` elements for
+        padded, and a -0.0 output returned as +0.0 (its F.fold adds the tiles into zeros); ``(1, b)`` is
+        ``group_size=b`` up to that sign of zero. Exact: the tiles are gathered into groups of ``a * b`` elements for
         the kernel and scattered back. ``group_size`` must then be None.
 
     Gradient: straight-through (unchanged, zero at masked positions).
@@ -225,8 +226,10 @@ def _tile_2d(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
 
 
 def _untile_2d(g: torch.Tensor, R: int, C: int, a: int, b: int) -> torch.Tensor:
+    """The inverse of _tile_2d, plus 0: the source's F.fold sums the tiles into a zeroed output, so a -0.0 output
+    comes back as +0.0 (NaN and the rest unchanged)."""
     Rp, Cp = R + (-R) % a, C + (-C) % b
-    return g.reshape(Rp // a, Cp // b, a, b).permute(0, 2, 1, 3).reshape(Rp, Cp)[:R, :C]
+    return g.reshape(Rp // a, Cp // b, a, b).permute(0, 2, 1, 3).reshape(Rp, Cp)[:R, :C] + 0.0
 
 
 def group_choices(x: torch.Tensor, fmt: Union[str, Format], *, group_size: Union[int, str, None] = None,
