@@ -210,7 +210,7 @@ QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *k
     if (kind == QS_LQ_FIXED) return qs_lq_fixed(v, g->s, kt->lq_top, kt->lq_scale); /* no blend in the source */
     if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top, h, kt->lq_block);
     if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale, h);
-    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(qs_lq_r(v + 1e-9f, h)) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
+    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(qs_lq_r(v + qs_lq_r(1e-9f, h), h)) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
                         kind == QS_LQ_IEEE, h);
     if (kt->lq_src) return qs_lq_blend(v, q, h);
     if (v != v) return v;

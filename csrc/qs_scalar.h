@@ -442,9 +442,10 @@ QS_HD float qs_lq_fixed(float x, float s, float top, float inv) {
 }
 
 /* The llm-mixed-q profile on a binary16 / bfloat16 input (qs_kernel_traits.lq_half = h): the source's torch ops
-   run in the input's dtype, each computed in binary32 (torch's opmath: a Python scalar operand enters as the
-   binary32 value of the double, never rounded to the dtype) and its result rounded to the dtype. h == 0: binary32,
-   the identity. Below, R(.) marks each such rounding; with h == 0 the functions are the binary32 formulas. */
+   run in the input's dtype, each computed in binary32 (torch's opmath) and its result rounded to the dtype; a
+   Python scalar operand (1e-9, 0.1 * 2^-b, 1e-8) is a CPU scalar that TensorIterator first casts to the dtype, so
+   it is rounded too (double -> binary32 -> dtype). h == 0: binary32, the identity. Below, R(.) marks each such
+   rounding; with h == 0 the functions are the binary32 formulas. */
 QS_HD float qs_lq_r(float v, int32_t h) {
     if (h == 1) return qs_f16_to_f32(qs_f32_to_f16(v));
     if (h == 2) return qs_bf16_to_f32(qs_f32_to_bf16(v));
@@ -453,10 +454,11 @@ QS_HD float qs_lq_r(float v, int32_t h) {
 
 /* Base-2 log (log{w}, bl{w}), bias b, exponent codes 0..top: c = 0.1 * 2^-b, e = clamp(round(log2(|x| + c)),
    -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two.
-   Half precision (h): element rows take c as a Python scalar (binary32, not rounded: log.py's min_pos is a float),
-   block rows as a tensor of the dtype, R(R(2^-b) * 0.1) (block_log.py's bias is a tensor). */
+   Half precision (h): element rows take c as a Python scalar, R(0.1 * 2^-b) (log.py's min_pos is a float), block
+   rows as a tensor of the dtype, R(R(2^-b) * R(0.1)) (block_log.py's bias is a tensor). */
 QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block) {
-    const float c = (h && block) ? qs_lq_r(qs_lq_r(qs_pow2f(-b), h) * 0.1f, h) : qs_pow2f(-b) * 0.1f;
+    const float c = !h ? qs_pow2f(-b) * 0.1f
+                       : block ? qs_lq_r(qs_lq_r(qs_pow2f(-b), h) * qs_lq_r(0.1f, h), h) : qs_lq_r(qs_pow2f(-b) * 0.1f, h);
     const float sign = qs_signf(qs_lq_r(x + c, h));
     const float v = qs_lq_r(qs_abs(x) + c, h);
     const float e = qs_clamp_nan(qs_rint(qs_lq_r(qs_log2f(v), h)), -b, top - b);
@@ -472,7 +474,7 @@ QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block) {
    operation rounded to the input's dtype (qs_lq_r). */
 QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee, int32_t h) {
     const float v = qs_abs(x);
-    const float l = qs_lq_r(qs_log2f(qs_lq_r(v + 1e-9f, h)), h);
+    const float l = qs_lq_r(qs_log2f(qs_lq_r(v + qs_lq_r(1e-9f, h), h)), h);
     const float e = qs_clamp_nan(ieee ? qs_floor(l) : -qs_floor(-l), -b, top - b);
     const float p = qs_lq_r(qs_pow2f(e), h);
     const float mant = qs_lq_r(v / p, h);
@@ -495,8 +497,8 @@ QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t
    2^E = Inf and a NaN block, as in the source; in binary16, every E >= 16 does). h: rounded to the dtype. */
 QS_HD float qs_lq_msfp(float x, float E, float S, int32_t h) {
     const float p = qs_lq_r(qs_pow2f(E), h);
-    const float mant = qs_lq_r(qs_lq_r(qs_abs(x) + 1e-9f, h) / p, h);
-    const float sign = qs_signf(qs_lq_r(x + 1e-9f, h));
+    const float mant = qs_lq_r(qs_lq_r(qs_abs(x) + qs_lq_r(1e-9f, h), h) / p, h);
+    const float sign = qs_signf(qs_lq_r(x + qs_lq_r(1e-9f, h), h));
     return qs_lq_r(qs_lq_r(sign * p, h) * qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(mant * S, h)), 0.0f, S - 1.0f) / S, h),
                    h);
 }

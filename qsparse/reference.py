@@ -161,7 +161,8 @@ def _same(t: torch.Tensor) -> torch.Tensor:
 
 def _rounder(dtype):
     """R(t): a binary32 result rounded to `dtype` (binary16, bfloat16), as each torch op on a tensor of that dtype
-    rounds its binary32 opmath result; the identity for binary32."""
+    rounds its binary32 opmath result (and TensorIterator casts a Python scalar operand to the dtype first); the
+    identity for binary32."""
     if dtype == _F32:
         return _same
     return lambda t: t.to(dtype).to(_F32)
@@ -170,8 +171,11 @@ def _rounder(dtype):
 def _llmq_log(x, b, top, R=_same, block=False):
     """log{w} / bl{w}: sign(x + c) * 2^clamp(round(log2(|x| + c)), -b, top - b), c = 0.1 * 2^-b; R rounds each op to
     a half-precision input's dtype (the profile): c is a Python float for log{w} (not rounded), a tensor of the dtype
-    for bl{w}, R(R(2^-b) * 0.1)."""
-    c = R(R(_pow2f(-b)) * _f32(0.1)) if (block and R is not _same) else _pow2f(-b) * _f32(0.1)
+    for bl{w}, R(R(2^-b) * R(0.1)); a Python scalar is cast to the dtype first (TensorIterator's CPU scalars)."""
+    if R is _same:
+        c = _pow2f(-b) * _f32(0.1)
+    else:
+        c = R(R(_pow2f(-b)) * R(_f32(0.1))) if block else R(_pow2f(-b) * _f32(0.1))
     sign = torch.sign(R(x + c))
     e = torch.clamp(torch.round(R(_log2f(R(x.abs() + c)))), -b, top - b)
     return sign * R(_pow2f(e))
@@ -179,10 +183,10 @@ def _llmq_log(x, b, top, R=_same, block=False):
 
 def _llmq_mini(x, b, top, mbits, ieee, R=_same):
     """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top;
-    R: each op rounded to the input's dtype (the profile on half-precision inputs)."""
+    R: each op rounded to the input's dtype (the profile on half-precision inputs), Python scalars too."""
     S = float(2**mbits)
     v = x.abs()
-    lg = R(_log2f(R(v + _f32(1e-9))))
+    lg = R(_log2f(R(v + R(_f32(1e-9)))))
     e = torch.clamp(torch.floor(lg) if ieee else torch.ceil(lg), -b, top - b)
     p = R(_pow2f(e))
     mant = R(v / p)
@@ -197,8 +201,8 @@ def _llmq_mini(x, b, top, mbits, ieee, R=_same):
 def _llmq_msfp(x, E, mbits, R=_same):
     S = float(2**mbits)
     p = R(_pow2f(E))
-    mant = R(R(x.abs() + _f32(1e-9)) / p)
-    return R(R(torch.sign(R(x + _f32(1e-9))) * p) * R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S))
+    mant = R(R(x.abs() + R(_f32(1e-9))) / p)
+    return R(R(torch.sign(R(x + R(_f32(1e-9)))) * p) * R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S))
 
 
 def _blend(x, q, R=_same):
@@ -345,7 +349,7 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
     else:
         pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf", R)
         if src:
-            y = _blend(xg, R(R(torch.sign(R(xg + _f32(1e-9))) * pw) * m), R)
+            y = _blend(xg, R(R(torch.sign(R(xg + R(_f32(1e-9)))) * pw) * m), R)
         else:
             y = torch.where(xg.abs() <= _f32(1e-8), torch.zeros((), dtype=_F32), pw * m)
             y = torch.where(torch.isnan(xg), xg, torch.copysign(y, xg))

@@ -530,6 +530,12 @@ HALF_GOLDEN = [
     # the blend's isclose(x, 0) in bfloat16: atol 1e-8 rounds to 1.00117e-8 (0x322c) in x's dtype, so x = that
     # value passes through unquantized; in binary32 it is above 1e-8 and quantized (dmf8_e4m3: e = -7, 0)
     ("dmf8_e4m3", BF16, [1.0011717677116394e-08], [1.0011717677116394e-08], [0.0]),
+    # log4 (bias 3, c = 0.1 * 2^-3 = 0.0125, a Python float that torch casts to the tensor's dtype first):
+    # bfloat16(0.0125) = 0.01251220703125, so x = -0.01251220703125 gives x + c = 0, sign 0, output 0; in binary32
+    # x + c = -1.2e-5 < 0 and e = clamp(round(log2 0.025), -3, 4) = -3: -0.125
+    ("log4", BF16, [-0.01251220703125], [0.0], [-0.125]),
+    # float16(0.0125) = 0.0124969482421875: x = -0.0124969482421875 gives 0 (binary32: x + c = 3e-6 > 0, +0.125)
+    ("log4", F16, [-0.0124969482421875], [0.0], [0.125]),
 ]
 
 
