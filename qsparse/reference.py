@@ -308,7 +308,9 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
     """Reference of the llm-mixed-q formats (log{w}, bl{w}, dmf*, bmf*) and of the llm-mixed-q profile of the
     minifloats fp{w}_e{E}m{M} (element-wise) and bfp{w} (MSFP, block 32 by default). Default (compat None): the
     source's magnitude with x's sign, |x| <= 1e-8 as a signed zero (dmf, bmf), NaN kept, Inf saturating (element
-    rows), a block holding NaN or Inf all NaN. Profile: the source's arithmetic and output blend."""
+    rows), a block holding NaN or Inf all NaN. Profile: the source's arithmetic (each op rounded to a float16 /
+    bfloat16 input's dtype), its output blend and its zero-block max replacement; block_shape (a, b): its 2-D
+    weight tiles through F.unfold / F.fold, as utils.py's _block_2d_weight."""
     src = compat == "llm-mixed-q"
     family, bits = parse_name(name)
     shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
