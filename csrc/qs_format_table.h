@@ -348,6 +348,10 @@ typedef struct qs_kernel_traits {
     float lq_top;       /* the largest exponent code: 2^E - 1 (log: 2^(w-1) - 1; fixed point: 2^(w-1) - 1) */
     float lq_scale;     /* 2^M (fixed point: 2^-f) */
     float lq_bmax;      /* the largest block bias, 2^8 - 1 */
+    uint32_t lq_zbits;  /* QS_COMPAT_LLMQ block rows: the max |x| (bits) a block of zeros takes, the source's
+                           replacement (qs_lq_zero_bits, set per call); 0: none (the clamp's end) */
+    int32_t lq_half;    /* QS_COMPAT_LLMQ on a binary16 / bfloat16 input: the source's torch arithmetic in that
+                           dtype, each operation rounded to it (QS_DTYPE_F16 or QS_DTYPE_BF16; 0: binary32) */
 } qs_kernel_traits;
 
 /* The element grid of a FLOAT or SCALED row: rounding constants and overflow value. */

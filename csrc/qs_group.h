@@ -163,23 +163,36 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
     }
 }
 
+/* The max |x| (bits) that the llm-mixed-q profile gives a block of zeros, from the tensor's blocks (block_log.py,
+   block_minifloat.py, block_fp.py: `if torch.all(per_block_max == 0): per_block_max = ones_like(...) else:
+   per_block_max[per_block_max == 0] = per_block_max[per_block_max != 0].min()`): min_nonzero is the smallest
+   nonzero block max (bits), max_all the largest (bits; NaN above Inf). Every block zero: 1.0; a NaN block max:
+   NaN (torch's min propagates it); else the smallest nonzero one. */
+QS_HD uint32_t qs_lq_zero_bits(uint32_t min_nonzero, uint32_t max_all) {
+    if (max_all == 0u) return 0x3f800000u;
+    return max_all > QS_F32_INF_BITS ? QS_F32_QNAN_BITS : min_nonzero;
+}
+
 /* A QS_FAMILY_LLMQ block's bias (s) from its max |x| (bit pattern b; FORMATS.md sections 2 and 6), in binary32 as
    llm-mixed-q computes it: bl: clamp(top - ceil(log2 max), 0, 255); bmf: clamp(floor(log2 max), 0, 255); MSFP: the
    shared exponent clamp(ceil(log2 max), -127, 128). A block of zeros (log2 = -Inf) takes the clamp's end: bl 255,
-   bmf 0, MSFP -127 (only bl's outputs depend on it: zeros become +2^-255, i.e. +0 in binary32). A NaN or Inf
-   makes a NaN block, except under the llm-mixed-q profile, where the source's arithmetic decides (an Inf gives bl
-   bias 0, bmf bias 255; a NaN, or an MSFP exponent of 128, a NaN block). Element rows: the row's bias. */
+   bmf 0, MSFP -127 (only bl's outputs depend on it: zeros become +2^-255, i.e. +0 in binary32), except under the
+   llm-mixed-q profile, where it takes the source's replacement max kt->lq_zbits when set (qs_lq_zero_bits). A
+   NaN or Inf makes a NaN block, except under the profile, where the source's arithmetic decides (an Inf gives bl
+   bias 0, bmf bias 255; a NaN, or an MSFP exponent of 128, a NaN block). The profile on a half-precision input
+   rounds the log2 to the dtype (kt->lq_half). Element rows: the row's bias. */
 QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
     float l, bias;
     if (!kt->lq_block) {
         g->s = kt->lq_bias;
         return;
     }
+    if (b == 0u && kt->lq_src && kt->lq_zbits != 0u) b = kt->lq_zbits;
     if (b > QS_F32_INF_BITS || (b == QS_F32_INF_BITS && !kt->lq_src)) {
         g->mode = QS_GP_NAN;
         return;
     }
-    l = qs_log2f(qs_u2f(b));
+    l = qs_lq_r(qs_log2f(qs_u2f(b)), kt->lq_half);
     if (kt->lq_kind == QS_LQ_LOG) bias = qs_clamp_nan(kt->lq_top - (-qs_floor(-l)), 0.0f, kt->lq_bmax);
     else if (kt->lq_kind == QS_LQ_IEEE) bias = qs_clamp_nan(qs_floor(l), 0.0f, kt->lq_bmax);
     else bias = qs_clamp_nan(-qs_floor(-l), -127.0f, 128.0f);
@@ -189,16 +202,17 @@ QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g)
 
 /* One element of a QS_FAMILY_LLMQ group with bias (MSFP: exponent) s. Default: the magnitude from the source's
    formula with x's sign (-0.0 kept), |x| <= 1e-8 (the source's isclose threshold) as a signed zero, for
-   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile: the source's blend. */
+   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile: the source's blend, and on a
+   half-precision input the source's arithmetic in that dtype (kt->lq_half). */
 QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
-    const int32_t kind = kt->lq_kind;
+    const int32_t kind = kt->lq_kind, h = kt->lq_half;
     float q;
     if (kind == QS_LQ_FIXED) return qs_lq_fixed(v, g->s, kt->lq_top, kt->lq_scale); /* no blend in the source */
-    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top);
-    if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale);
-    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(v + 1e-9f) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
-                        kind == QS_LQ_IEEE);
-    if (kt->lq_src) return qs_lq_blend(v, q);
+    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top, h, kt->lq_block);
+    if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale, h);
+    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(qs_lq_r(v + qs_lq_r(1e-9f, h), h)) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
+                        kind == QS_LQ_IEEE, h);
+    if (kt->lq_src) return qs_lq_blend(v, q, h);
     if (v != v) return v;
     if (kind == QS_LQ_MSFP) q = qs_abs(q); /* the sign below */
     return qs_copysign(qs_abs(v) <= 1e-8f ? 0.0f : q, v);
@@ -262,7 +276,10 @@ QS_HD float qs_quant_elem(float v, uint32_t u24, const qs_gparams *g, const qs_k
     if (fam == QS_FAMILY_INT_FULL) return qs_quant_int_sym(v, g->s, -kt->qmin, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_INT_ASYM) return qs_quant_int_asym(v, g->s, g->z, kt->qmax, rounding, u24, ymax);
     if (fam == QS_FAMILY_BFP) return qs_quant_bfp(v, g->s, g->r, g->z, rounding, u24);
-    if (fam == QS_FAMILY_LLMQ) return qs_clampf(qs_llmq_elem(v, g, kt), -ymax, ymax); /* log6 2^16 in fp16 */
+    if (fam == QS_FAMILY_LLMQ) { /* log6 2^16 clamped in fp16, except in the source's own fp16 arithmetic (Inf) */
+        const float y = qs_llmq_elem(v, g, kt);
+        return kt->lq_half ? y : qs_clampf(y, -ymax, ymax);
+    }
     if (fam == QS_FAMILY_SCALED_FPQ) { /* FP-Quant: mxfp4 q(x / s) * s; nvfp4 q(x * g / S) * S / g */
         /* (a block max above 2^127.7 gives 6 * 2^125 / 0.75 = 2^128: clamped, as integer grids are) */
         if (kt->scale_mode == QS_SCALE_MODE_FLOOR) return qs_clampf(qs_fpq_e2m1(v / g->s) * g->s, -ymax, ymax);

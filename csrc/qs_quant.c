@@ -105,6 +105,39 @@ static qs_range tensor_range(qs_job *jb, int nt) {
     return total;
 }
 
+/* The llm-mixed-q profile's replacement max of its blocks of zeros (qs_lq_zero_bits): the smallest nonzero and the
+   largest group max |x| of the tensor's groups of `group` elements (after masking with QS_MASK_BEFORE). */
+static uint32_t lq_zero_max(qs_job *jb, int64_t group, int nt) {
+    uint32_t zmin = 0xffffffffu, zmax = 0u;
+    int64_t units, per_chunk, chunks;
+    job_units(jb, group, &units, &per_chunk, &chunks);
+#pragma omp parallel num_threads(nt)
+    {
+        qs_fpenv env = qs_fpenv_enter();
+        uint32_t mn = 0xffffffffu, mx = 0u;
+        int64_t k;
+#pragma omp for schedule(static)
+        for (k = 0; k < chunks; k++) {
+            const int64_t u1 = (k + 1) * per_chunk < units ? (k + 1) * per_chunk : units;
+            int64_t u;
+            for (u = k * per_chunk; u < u1; u++) {
+                qs_range r = qs_range_empty();
+                run_units_range(jb, u, u + 1, &r);
+                mn = r.amax_bits != 0u && r.amax_bits < mn ? r.amax_bits : mn;
+                mx = r.amax_bits > mx ? r.amax_bits : mx;
+            }
+        }
+#pragma omp critical(qs_lq_zero_merge)
+        {
+            zmin = mn < zmin ? mn : zmin;
+            zmax = mx > zmax ? mx : zmax;
+        }
+        qs_fpenv_leave(env);
+    }
+    (void)nt; /* only read by OpenMP pragmas */
+    return qs_lq_zero_bits(zmin, zmax);
+}
+
 /* ---- entry point ---------------------------------------------------------------------------------------------- */
 
 /* The common body of qs_fake_quant_cpu and qs_group_choice_cpu (y or choice may be NULL; arguments checked). */
@@ -156,6 +189,11 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     if (elementwise && kt.family == QS_FAMILY_LLMQ) fixed.s = kt.lq_bias;
     tensor_scale = (kt.family == QS_FAMILY_SCALED || kt.family == QS_FAMILY_SCALED_FPQ) &&
                    kt.scale_mode == QS_SCALE_MODE_E4M3;
+    /* the llm-mixed-q profile: a block of zeros takes the max of the tensor's blocks that block_log.py (and
+       block_minifloat.py, block_fp.py) give it; one block (per tensor) of zeros is the all-zero case, max 1 */
+    if (kt.family == QS_FAMILY_LLMQ && kt.lq_src && kt.lq_block && qp_in == NULL)
+        kt.lq_zbits = per_tensor ? 0x3f800000u
+                                 : lq_zero_max(&jb, params->group_size > 0 ? params->group_size : cols, nt);
     if (qp_in != NULL) {
         if (per_tensor) fixed = qs_qp_gparams(qp_in); /* records hold the outcome: no statistics needed */
     } else if (per_tensor ||

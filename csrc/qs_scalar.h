@@ -441,14 +441,28 @@ QS_HD float qs_lq_fixed(float x, float s, float top, float inv) {
     return qs_clamp_nan(qs_rint(x * s), -top - 1.0f, top) * inv;
 }
 
+/* The llm-mixed-q profile on a binary16 / bfloat16 input (qs_kernel_traits.lq_half = h): the source's torch ops
+   run in the input's dtype, each computed in binary32 (torch's opmath) and its result rounded to the dtype; a
+   Python scalar operand (1e-9, 0.1 * 2^-b, 1e-8) is a CPU scalar that TensorIterator first casts to the dtype, so
+   it is rounded too (double -> binary32 -> dtype). h == 0: binary32, the identity. Below, R(.) marks each such
+   rounding; with h == 0 the functions are the binary32 formulas. */
+QS_HD float qs_lq_r(float v, int32_t h) {
+    if (h == 1) return qs_f16_to_f32(qs_f32_to_f16(v));
+    if (h == 2) return qs_bf16_to_f32(qs_f32_to_bf16(v));
+    return v;
+}
+
 /* Base-2 log (log{w}, bl{w}), bias b, exponent codes 0..top: c = 0.1 * 2^-b, e = clamp(round(log2(|x| + c)),
-   -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two. */
-QS_HD float qs_lq_log(float x, float b, float top) {
-    const float c = qs_pow2f(-b) * 0.1f;
-    const float sign = qs_signf(x + c);
-    const float v = qs_abs(x) + c;
-    const float e = qs_clamp_nan(qs_rint(qs_log2f(v)), -b, top - b);
-    return sign * qs_pow2f(e);
+   -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two.
+   Half precision (h): element rows take c as a Python scalar, R(0.1 * 2^-b) (log.py's min_pos is a float), block
+   rows as a tensor of the dtype, R(R(2^-b) * R(0.1)) (block_log.py's bias is a tensor). */
+QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block) {
+    const float c = !h ? qs_pow2f(-b) * 0.1f
+                       : block ? qs_lq_r(qs_lq_r(qs_pow2f(-b), h) * qs_lq_r(0.1f, h), h) : qs_lq_r(qs_pow2f(-b) * 0.1f, h);
+    const float sign = qs_signf(qs_lq_r(x + c, h));
+    const float v = qs_lq_r(qs_abs(x) + c, h);
+    const float e = qs_clamp_nan(qs_rint(qs_lq_r(qs_log2f(v), h)), -b, top - b);
+    return sign * qs_lq_r(qs_pow2f(e), h);
 }
 
 /* The magnitude of a minifloat element of llm-mixed-q with bias b, exponent codes 0..top and M mantissa bits:
@@ -456,37 +470,44 @@ QS_HD float qs_lq_log(float x, float b, float top) {
    0, 2^M - 1), 2^e * mi / 2^M; IEEE (implicit bit, minifloat_ieee): e = clamp(floor(log2(|x| + 1e-9)), -b,
    top - b); e == -b is the subnormal binade, mi = clamp(round(|x| / 2^e * 2^M / 2), 0, 2^M - 1), 2^e * mi / 2^M * 2;
    otherwise mi = clamp(round(|x| / 2^e * 2^M - 2^M), 0, 2^M - 1), 2^e * (1 + mi / 2^M): a mantissa that rounds up
-   to 2 is clamped, never carried. `sign` multiplies 2^e first, as the source writes sign * 2^e * mantissa. */
-QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee) {
+   to 2 is clamped, never carried. `sign` multiplies 2^e first, as the source writes sign * 2^e * mantissa. h: each
+   operation rounded to the input's dtype (qs_lq_r). */
+QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee, int32_t h) {
     const float v = qs_abs(x);
-    const float l = qs_log2f(v + 1e-9f);
+    const float l = qs_lq_r(qs_log2f(qs_lq_r(v + qs_lq_r(1e-9f, h), h)), h);
     const float e = qs_clamp_nan(ieee ? qs_floor(l) : -qs_floor(-l), -b, top - b);
-    const float p = qs_pow2f(e);
-    const float mant = v / p;
+    const float p = qs_lq_r(qs_pow2f(e), h);
+    const float mant = qs_lq_r(v / p, h);
     float m;
     if (!ieee) {
-        m = qs_clamp_nan(qs_rint(mant * S), 0.0f, S - 1.0f) / S;
+        m = qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(mant * S, h)), 0.0f, S - 1.0f) / S, h);
     } else if (e == -b) {
-        m = qs_clamp_nan(qs_rint(mant * S / 2.0f), 0.0f, S - 1.0f) / S * 2.0f;
+        m = qs_lq_r(qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(qs_lq_r(mant * S, h) / 2.0f, h)), 0.0f, S - 1.0f) / S, h) *
+                        2.0f,
+                    h);
     } else {
-        m = 1.0f + qs_clamp_nan(qs_rint(mant * S - S), 0.0f, S - 1.0f) / S;
+        m = qs_lq_r(1.0f + qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(qs_lq_r(mant * S, h) - S, h)), 0.0f, S - 1.0f) / S, h),
+                    h);
     }
-    return sign * p * m;
+    return qs_lq_r(qs_lq_r(sign * p, h) * m, h);
 }
 
 /* MSFP (llm-mixed-q's block_fp), shared exponent E = clamp(ceil(log2 max_blk), -127, 128) of the block: mi =
    clamp(round((|x| + 1e-9) / 2^E * 2^M), 0, 2^M - 1), x_hat = sign(x + 1e-9) * 2^E * mi / 2^M (E = 128 gives
-   2^E = Inf and a NaN block, as in the source). */
-QS_HD float qs_lq_msfp(float x, float E, float S) {
-    const float p = qs_pow2f(E);
-    const float mant = (qs_abs(x) + 1e-9f) / p;
-    return qs_signf(x + 1e-9f) * p * (qs_clamp_nan(qs_rint(mant * S), 0.0f, S - 1.0f) / S);
+   2^E = Inf and a NaN block, as in the source; in binary16, every E >= 16 does). h: rounded to the dtype. */
+QS_HD float qs_lq_msfp(float x, float E, float S, int32_t h) {
+    const float p = qs_lq_r(qs_pow2f(E), h);
+    const float mant = qs_lq_r(qs_lq_r(qs_abs(x) + qs_lq_r(1e-9f, h), h) / p, h);
+    const float sign = qs_signf(qs_lq_r(x + qs_lq_r(1e-9f, h), h));
+    return qs_lq_r(qs_lq_r(sign * p, h) * qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(mant * S, h)), 0.0f, S - 1.0f) / S, h),
+                   h);
 }
 
-/* The source's output blend (~isclose(x, 0)) * q + isclose(x, 0) * x, isclose: |x| <= (float)1e-8: values that
-   small pass through, -0.0 becomes +0.0 (+0 + -0), and Inf becomes NaN (0 * Inf). */
-QS_HD float qs_lq_blend(float x, float q) {
-    const float close = qs_abs(x) <= 1e-8f ? 1.0f : 0.0f;
+/* The source's output blend (~isclose(x, 0)) * q + isclose(x, 0) * x, isclose: |x| <= atol with atol the binary32
+   1e-8 rounded to the dtype (torch.isclose computes atol + rtol * |0| in x's dtype: 0 in binary16, where only +-0
+   is close): values that small pass through, -0.0 becomes +0.0 (+0 + -0), and Inf becomes NaN (0 * Inf). */
+QS_HD float qs_lq_blend(float x, float q, int32_t h) {
+    const float close = qs_abs(x) <= qs_lq_r(1e-8f, h) ? 1.0f : 0.0f;
     return (1.0f - close) * q + close * x;
 }
 

@@ -62,6 +62,9 @@ static inline int32_t qs_check_fake_quant(const qs_quant_params *p, int32_t dtyp
     QS_TRY(qs_check_stride(rows, cols, y_stride));
     QS_TRY(qs_check_dtype(dtype));
     QS_TRY(qs_kernel_traits_make(p, kt));
+    /* the llm-mixed-q profile computes in a half-precision input's dtype, as the source's torch code does */
+    if (kt->family == QS_FAMILY_LLMQ && kt->lq_src && kt->lq_kind != QS_LQ_FIXED && dtype != QS_DTYPE_F32)
+        kt->lq_half = dtype;
     if (p->group_size < QS_GROUP_TENSOR) return QS_ERR_INVALID_GROUP;
     /* element-wise formats have no groups: only the neutral QS_GROUP_ROW is accepted */
     if ((kt->family == QS_FAMILY_FLOAT || (kt->family == QS_FAMILY_LLMQ && !kt->lq_block)) &&

@@ -160,6 +160,13 @@ static __device__ __forceinline__ qs_gparams qs_fq_params(const qs_fq_job &jb, q
             return qs_group_params(&kt, rg, FAM);
         }
     }
+    if constexpr (FAM == QS_FAMILY_LLMQ) { /* the profile's blocks of zeros: jb.tstats = {min nonzero, -, max} */
+        if (jb.tstats != NULL && rg.amax_bits == 0u) {
+            qs_kernel_traits kt = jb.kt;
+            kt.lq_zbits = qs_lq_zero_bits((uint32_t)jb.tstats[0], (uint32_t)jb.tstats[2]);
+            return qs_group_params(&kt, rg, FAM);
+        }
+    }
     return qs_group_params(&jb.kt, rg, FAM);
 }
 
@@ -583,6 +590,60 @@ static int32_t qs_fq_tensor_stats(const qs_fq_job &jb, int32_t sms, cudaStream_t
     return status;
 }
 
+/* {smallest nonzero, -, largest} of the units' max |x| bits (ustats, 3 words per unit) merged into slot[0..2]. */
+static __global__ void __launch_bounds__(QS_THREADS) qs_fq_lq_zero_kernel(const int32_t *ustats, int64_t units,
+                                                                          int32_t *slot) {
+    uint32_t mn = 0xffffffffu, mx = 0u;
+    for (int64_t u = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; u < units; u += (int64_t)gridDim.x * blockDim.x) {
+        const uint32_t a = (uint32_t)ustats[3 * u + 2];
+        mn = a != 0u && a < mn ? a : mn;
+        mx = a > mx ? a : mx;
+    }
+    if (mn != 0xffffffffu) atomicMin((unsigned int *)&slot[0], mn);
+    if (mx != 0u) atomicMax((unsigned int *)&slot[2], mx);
+}
+
+/* QS_FAMILY_LLMQ. The llm-mixed-q profile's block rows first reduce the group statistics of the whole tensor
+   (the tiled range kernel into per-unit scratch, then qs_fq_lq_zero_kernel), so that a block of zeros takes the
+   source's replacement max (qs_lq_zero_bits, read through jb.tstats in qs_fq_params); per tensor, one block of
+   zeros is the all-zero case (max 1). */
+template <int DT>
+static int32_t qs_fq_run_llmq(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st) {
+    if (!jb.kt.lq_block) return qs_fq_launch_flat<DT, QS_FAMILY_LLMQ>(jb, NULL, sms, st);
+    if (!jb.kt.lq_src) return qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);
+    if (group_size == QS_GROUP_TENSOR) {
+        jb.kt.lq_zbits = 0x3f800000u;
+        return qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);
+    }
+    qs_fq_job pj = jb;
+    pj.group = group_size > 0 && group_size < jb.cols ? group_size : jb.cols;
+    const int64_t upr = (pj.cols + pj.group - 1) / pj.group;
+    pj.upr = qs_divider_make((uint64_t)upr);
+    pj.units = pj.rows * upr;
+    const int64_t tpu = (pj.group + QS_TILE - 1) / QS_TILE;
+    const int64_t tiles = pj.units * tpu;
+    pj.tpu = qs_divider_make((uint64_t)tpu);
+    int32_t *ustats = NULL, *slot = NULL;
+    int32_t status = qs_fq_stats_alloc(pj.units, sms, st, &ustats);
+    if (status == QS_OK) status = qs_fq_stats_alloc(1, sms, st, &slot);
+    if (status == QS_OK) {
+        qs_fq_tile_range_kernel<DT, QS_FAMILY_LLMQ><<<qs_grid(tiles, 1, sms, 8, 1), QS_THREADS, 0, st>>>(pj, tiles,
+                                                                                                        ustats);
+        status = qs_cuda_launch_status();
+    }
+    if (status == QS_OK) {
+        qs_fq_lq_zero_kernel<<<qs_grid(pj.units, QS_THREADS, sms, 4, 1), QS_THREADS, 0, st>>>(ustats, pj.units, slot);
+        status = qs_cuda_launch_status();
+    }
+    status = qs_fq_stats_free(ustats, st, status);
+    if (status == QS_OK) {
+        jb.tstats = slot;
+        status = qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);
+        jb.tstats = NULL;
+    }
+    return qs_fq_stats_free(slot, st, status);
+}
+
 /* SCALED with QS_SCALE_MODE_E4M3: the tensor's statistics first, then the groups (which read them). */
 template <int DT, int FAM>
 static int32_t qs_fq_run_scaled(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStream_t st) {
@@ -662,9 +723,7 @@ static int32_t qs_fq_run(qs_fq_job &jb, int64_t group_size, int32_t sms, cudaStr
     case QS_FAMILY_SCALED: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED_FPQ: return qs_fq_run_scaled<DT, QS_FAMILY_SCALED_FPQ>(jb, group_size, sms, st);
     case QS_FAMILY_SCALED_POW2: return qs_fq_run_groups<DT, QS_FAMILY_SCALED_POW2>(jb, group_size, sms, st);
-    case QS_FAMILY_LLMQ:
-        if (jb.kt.lq_block) return qs_fq_run_groups<DT, QS_FAMILY_LLMQ>(jb, group_size, sms, st);
-        return qs_fq_launch_flat<DT, QS_FAMILY_LLMQ>(jb, NULL, sms, st);
+    case QS_FAMILY_LLMQ: return qs_fq_run_llmq<DT>(jb, group_size, sms, st);
     default: return qs_fq_launch_flat<DT, QS_FAMILY_FLOAT>(jb, NULL, sms, st);
     }
 }

@@ -36,7 +36,8 @@ COMPAT_PROFILES = {
     "hbfp": (0, "stochastic", "bfp{w} (HBFP rounds stochastically by default)"),
     "fpquant": (4, "rne", "mxfp4 (scale floor) and nvfp4 (scale e4m3): FP-Quant's E2M1 quantizers"),
     "llm-mixed-q": (3, "rne", "element-wise minifloats fp{w}_e{E}m{M} (its minifloat_ieee), bfp{w} (its MSFP "
-                    "block_fp), log{w}, bl{w}, dmf*, bmf*, fixed{w}_f{f} (its integer: the same arithmetic)"),
+                    "block_fp), log{w}, bl{w}, dmf*, bmf*, fixed{w}_f{f} (its integer: the same arithmetic); "
+                    "its zero-block max replacement, its arithmetic in a float16 / bfloat16 input's dtype"),
 }
 ROUNDINGS = ("rne", "stochastic", "half_away", "ties_lower")  # qs_rounding, in C order
 
@@ -813,9 +814,12 @@ sync with the table): one row per format. Exact definitions are in the design sp
   applies its arithmetic to the element-wise minifloats `fp{w}_e{E}m{M}` (its `minifloat_ieee`: every exponent
   code finite, a mantissa that rounds up to 2 is clamped, E4M3 max 480) and to `bfp{w}` (its MSFP `block_fp`:
   shared exponent clamp(ceil(log2 max), -127, 128), mantissa clamp(round((|x| + 1e-9) / 2^E * 2^(w-1)))). The
-  profile is bit for bit with the source on binary32 inputs wherever torch's float32 log2 is correctly rounded;
-  it does not replace a zero block's max by the tensor's smallest nonzero block max (which only changes bl's
-  output for an all-zero block: +2^-bias). Seed names with separate bits: `log`, `bl`, `dmf`, `bmf`,
+  profile is bit for bit with the source wherever torch's float32 log2 is correctly rounded: a block of zeros
+  takes the tensor's smallest nonzero block max (max 1 when every block is zero: an all-zero bl4 tensor gives
+  2^-7; NaN when a block max is NaN), and on float16 / bfloat16 inputs every step runs in that dtype as the
+  source's torch ops do (each op's binary32 result rounded to the dtype; log6's 2^16 is Inf in float16).
+  `block_shape=(a, b)` in `qsparse.fake_quant` gives its 2-D weight blocks (tiles of a rows by b columns; its
+  configs' `[1, 16]` is the group of 16). Seed names with separate bits: `log`, `bl`, `dmf`, `bmf`,
   `minifloat` (exponent width 4 at 8 bits, 2 at 4-5 bits, 3 at 6-7 bits, 1 at 3 bits), `bfp`.
 - **llm-mixed-q's fixed point** (its `integer` quantizer, signed): `fixed{w}_f{f}` (`fixed8_f4`; a negative
   fraction width as `fixed8_fm2`), `x_hat = clamp(round(x * 2^f), -2^(w-1), 2^(w-1) - 1) / 2^f`, element-wise,

@@ -107,6 +107,7 @@ def fake_quant(
     sparsify_first: bool = True,
     transform: Optional[str] = None,
     transform_group: int = 128,
+    block_shape: Optional[Tuple[int, int]] = None,
 ) -> torch.Tensor:
     """Quantize ``x`` to a number format and back (same shape and dtype), in groups along the last dimension.
 
@@ -134,9 +135,10 @@ def fake_quant(
         disagree (``qsparse.formats.COMPAT_PROFILES``): ``"bitmod"`` (BitMoD's binary16 arithmetic and clamped
         scales for int{b}, int{b}_asym, minifloats with a group scale and the ANT/BitMoD grids),
         ``"microxcaling"`` (its binary32-log2 E8M0 scales and half-away rounding), ``"torchao"`` (the MX and NVFP4
-        defaults), ``"hbfp"`` (stochastic rounding by default), ``"llm-mixed-q"`` (its binary32 arithmetic and
-        output blend for log{w}, bl{w}, dmf*, bmf*, the element-wise minifloats as its minifloat_ieee and bfp{w} as
-        its MSFP; see docs/formats.md), ``"fpquant"`` (FP-Quant's mxfp4 and nvfp4 scales and E2M1 thresholds).
+        defaults), ``"hbfp"`` (stochastic rounding by default), ``"llm-mixed-q"`` (its arithmetic, binary32 or in a
+        float16 / bfloat16 input's dtype, its output blend and its zero-block max replacement for log{w}, bl{w},
+        dmf*, bmf*, the element-wise minifloats as its minifloat_ieee and bfp{w} as its MSFP; 2-D weight blocks
+        with ``block_shape``; see docs/formats.md), ``"fpquant"`` (FP-Quant's mxfp4 and nvfp4 scales and E2M1 thresholds).
     mask: optional bool tensor of x's shape; False positions come out as 0. With ``sparsify_first`` (the seed's
         ``first: s``) the masked values are zeroed before the group statistics, otherwise after quantization.
 
@@ -145,10 +147,29 @@ def fake_quant(
         recipe, FORMATS.md section 8). The mask applies in the original domain: masked values are zeroed before
         the rotation (``sparsify_first``) and masked outputs are zero after the inverse rotation.
 
+    block_shape: ``(a, b)``, only under ``compat="llm-mixed-q"`` for its block formats (``bl{w}``, ``bmf*``,
+        ``bfp{w}``) on a 2-D ``x``: the source's 2-D weight blocks (its ``block_size=[a, b]`` with
+        ``skip_first_dim=False``, utils.py ``_block_2d_weight``): tiles of ``a`` rows by ``b`` columns, each sharing
+        one bias / exponent, ``-1`` or a size above the dimension meaning the whole dimension, the edges zero
+        padded, and a -0.0 output returned as +0.0 (its F.fold adds the tiles into zeros); ``(1, b)`` is
+        ``group_size=b`` up to that sign of zero. Exact: the tiles are gathered into groups of ``a * b`` elements for
+        the kernel and scattered back. ``group_size`` must then be None.
+
     Gradient: straight-through (unchanged, zero at masked positions).
     """
     _check_tensor(x, "x")
     f = resolve_format(fmt, group_size, rounding, saturate, scale_mode, observer, compat)
+    if block_shape is not None:
+        if transform is not None or group_size is not None:
+            raise ValueError("block_shape (llm-mixed-q's 2-D blocks) takes neither group_size nor transform")
+        a, b = _llmq_block_shape(x, f, block_shape)
+        _mask_mode(x, mask, sparsify_first)  # validates the mask against x
+        xt = _tile_2d(x, a, b)
+        mt = _tile_2d(mask, a, b) if mask is not None else None
+        name, _, rounding_code, saturate_code, scale_code, observer_code, compat_code = op_args(f)
+        yt = _ops.fake_quant(xt, name, a * b, rounding_code, 0, saturate_code, scale_code, observer_code,
+                             compat_code, mt, _mask_mode(xt, mt, sparsify_first))
+        return _untile_2d(yt, x.shape[0], x.shape[1], a, b)
     if seed is not None:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be None or an int, got {seed!r}")
@@ -176,6 +197,39 @@ def fake_quant(
         return y
     return _ops.fake_quant(x, name, group, rounding_code, seed64, saturate_code, scale_code, observer_code,
                            compat_code, mask, mask_mode)
+
+
+def _llmq_block_shape(x: torch.Tensor, f: Format, block_shape) -> Tuple[int, int]:
+    """The 2-D block (a, b) of llm-mixed-q's _infer_block_shape for a 2-D x: -1 or a size above the dimension is the
+    whole dimension."""
+    if f.compat != "llm-mixed-q" or not (f.info.family == "bfp" or f.info.block_bias):
+        raise ValueError(f"block_shape applies to compat='llm-mixed-q' with a block format (bl{{w}}, bmf*, bfp{{w}}),"
+                         f" got {f.name!r} with compat={f.compat!r}")
+    if x.dim() != 2:
+        raise ValueError(f"block_shape (llm-mixed-q's 2-D weight blocks) needs a 2-D tensor, got {x.dim()}-D; "
+                         "activations of more dimensions block along the last dimension: use group_size")
+    if (not isinstance(block_shape, (tuple, list)) or len(block_shape) != 2 or
+            not all(isinstance(v, int) and not isinstance(v, bool) and (v == -1 or v >= 1) for v in block_shape)):
+        raise ValueError(f"block_shape must be two ints, each >= 1 or -1, got {block_shape!r}")
+    return tuple(d if (v == -1 or v > d) else v for v, d in zip(block_shape, x.shape))
+
+
+def _tile_2d(t: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """(R, C) -> (tiles, a * b): the a x b tiles of t (zero padded at the bottom and right edges) as rows."""
+    R, C = t.shape
+    pr, pc = (-R) % a, (-C) % b
+    if t.dtype == torch.bool:
+        tp = torch.nn.functional.pad(t.to(torch.uint8), (0, pc, 0, pr), value=1).bool()
+    else:
+        tp = torch.nn.functional.pad(t, (0, pc, 0, pr))
+    return tp.reshape((R + pr) // a, a, (C + pc) // b, b).permute(0, 2, 1, 3).reshape(-1, a * b)
+
+
+def _untile_2d(g: torch.Tensor, R: int, C: int, a: int, b: int) -> torch.Tensor:
+    """The inverse of _tile_2d, plus 0: the source's F.fold sums the tiles into a zeroed output, so a -0.0 output
+    comes back as +0.0 (NaN and the rest unchanged)."""
+    Rp, Cp = R + (-R) % a, C + (-C) % b
+    return g.reshape(Rp // a, Cp // b, a, b).permute(0, 2, 1, 3).reshape(Rp, Cp)[:R, :C] + 0.0
 
 
 def group_choices(x: torch.Tensor, fmt: Union[str, Format], *, group_size: Union[int, str, None] = None,

@@ -155,39 +155,71 @@ def _pow2f(e: torch.Tensor) -> torch.Tensor:
     return torch.exp2(e.to(_F64)).to(_F32)
 
 
-def _llmq_log(x, b, top):
-    c = _pow2f(-b) * _f32(0.1)
-    sign = torch.sign(x + c)
-    e = torch.clamp(torch.round(_log2f(x.abs() + c)), -b, top - b)
-    return sign * _pow2f(e)
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
 
 
-def _llmq_mini(x, b, top, mbits, ieee):
-    """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top."""
+def _rounder(dtype):
+    """R(t): a binary32 result rounded to `dtype` (binary16, bfloat16), as each torch op on a tensor of that dtype
+    rounds its binary32 opmath result (and TensorIterator casts a Python scalar operand to the dtype first); the
+    identity for binary32."""
+    if dtype == _F32:
+        return _same
+    return lambda t: t.to(dtype).to(_F32)
+
+
+def _llmq_log(x, b, top, R=_same, block=False):
+    """log{w} / bl{w}: sign(x + c) * 2^clamp(round(log2(|x| + c)), -b, top - b), c = 0.1 * 2^-b; R rounds each op to
+    a half-precision input's dtype (the profile): c is a Python float for log{w} (not rounded), a tensor of the dtype
+    for bl{w}, R(R(2^-b) * R(0.1)); a Python scalar is cast to the dtype first (TensorIterator's CPU scalars)."""
+    if R is _same:
+        c = _pow2f(-b) * _f32(0.1)
+    else:
+        c = R(R(_pow2f(-b)) * R(_f32(0.1))) if block else R(_pow2f(-b) * _f32(0.1))
+    sign = torch.sign(R(x + c))
+    e = torch.clamp(torch.round(R(_log2f(R(x.abs() + c)))), -b, top - b)
+    return sign * R(_pow2f(e))
+
+
+def _llmq_mini(x, b, top, mbits, ieee, R=_same):
+    """(2^e, mantissa) of llm-mixed-q's minifloat_ieee (ieee) or minifloat_denorm, bias b, exponent codes 0..top;
+    R: each op rounded to the input's dtype (the profile on half-precision inputs), Python scalars too."""
     S = float(2**mbits)
     v = x.abs()
-    lg = _log2f(v + _f32(1e-9))
+    lg = R(_log2f(R(v + R(_f32(1e-9)))))
     e = torch.clamp(torch.floor(lg) if ieee else torch.ceil(lg), -b, top - b)
-    p = _pow2f(e)
-    mant = v / p
+    p = R(_pow2f(e))
+    mant = R(v / p)
     if not ieee:
-        return p, torch.clamp(torch.round(mant * S), 0, S - 1) / S
+        return p, R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S)
     normal = ~torch.isclose(e, -b)
-    sm = normal * torch.clamp(torch.round(mant * S - S), 0, S - 1) + \
-        (~normal) * torch.clamp(torch.round(mant * S / 2), 0, S - 1)
-    return p, normal * (1.0 + sm / S) + (~normal) * (sm / S * 2)
+    sm = normal * torch.clamp(torch.round(R(R(mant * S) - S)), 0, S - 1) + \
+        (~normal) * torch.clamp(torch.round(R(R(mant * S) / 2)), 0, S - 1)
+    return p, normal * R(1.0 + R(sm / S)) + (~normal) * R(R(sm / S) * 2)
 
 
-def _llmq_msfp(x, E, mbits):
+def _llmq_msfp(x, E, mbits, R=_same):
     S = float(2**mbits)
-    p = _pow2f(E)
-    mant = (x.abs() + _f32(1e-9)) / p
-    return torch.sign(x + _f32(1e-9)) * p * (torch.clamp(torch.round(mant * S), 0, S - 1) / S)
+    p = R(_pow2f(E))
+    mant = R(R(x.abs() + R(_f32(1e-9))) / p)
+    return R(R(torch.sign(R(x + R(_f32(1e-9)))) * p) * R(torch.clamp(torch.round(R(mant * S)), 0, S - 1) / S))
 
 
-def _blend(x, q):
-    close = torch.isclose(x, torch.zeros(1, dtype=x.dtype))
+def _blend(x, q, R=_same):
+    """(~isclose(x, 0)) * q + isclose(x, 0) * x; isclose's allowed error atol + rtol * |0| is computed in x's dtype:
+    1e-8 rounded to it (0 in binary16)."""
+    close = torch.isfinite(x) & (x.abs() <= R(_f32(1e-8)))
     return (~close) * q + close * x
+
+
+def _zero_block_max(amax: torch.Tensor) -> torch.Tensor:
+    """The source's replacement of the blocks' max |x| (block_log.py, block_minifloat.py, block_fp.py): all zero ->
+    ones; else each zero max becomes the smallest nonzero one (NaN when a block max is NaN: torch's min)."""
+    if bool((amax == 0).all()):
+        return torch.ones_like(amax)
+    amax = amax.clone()
+    amax[amax == 0] = amax[amax != 0].min()
+    return amax
 
 
 def _fpq_e2m1(y: torch.Tensor) -> torch.Tensor:
@@ -254,13 +286,31 @@ def fixed_fake_quant(x: torch.Tensor, name: str, mask: Optional[torch.Tensor] = 
     return y.to(dtype).reshape(shape)
 
 
+def _unfold_view(x: torch.Tensor, block_shape) -> tuple:
+    """llm-mixed-q's _block_2d_weight: x (R, C) zero padded to multiples of the block (a, b) (-1 or a size above the
+    dimension: the whole dimension), F.unfold with kernel = stride = (a, b) -> (blocks, a * b), and its F.fold back."""
+    R, C = x.shape
+    a, b = (d if (v == -1 or v > d) else v for v, d in zip(block_shape, (R, C)))
+    pr, pc = (-R) % a, (-C) % b
+    xp = torch.nn.functional.pad(x, (0, pc, 0, pr))
+    blocks = torch.nn.functional.unfold(xp[None, None], kernel_size=(a, b), stride=(a, b))[0]  # (a * b, blocks)
+
+    def restore(g):
+        y = torch.nn.functional.fold(g.t().contiguous(), output_size=(R + pr, C + pc), kernel_size=(a, b),
+                                     stride=(a, b))
+        return y[0, :R, :C]
+    return blocks.t().contiguous(), restore
+
+
 def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None,
                     compat: Optional[str] = None, mask: Optional[torch.Tensor] = None,
-                    sparsify_first: bool = True) -> torch.Tensor:
+                    sparsify_first: bool = True, block_shape=None) -> torch.Tensor:
     """Reference of the llm-mixed-q formats (log{w}, bl{w}, dmf*, bmf*) and of the llm-mixed-q profile of the
     minifloats fp{w}_e{E}m{M} (element-wise) and bfp{w} (MSFP, block 32 by default). Default (compat None): the
     source's magnitude with x's sign, |x| <= 1e-8 as a signed zero (dmf, bmf), NaN kept, Inf saturating (element
-    rows), a block holding NaN or Inf all NaN. Profile: the source's arithmetic and output blend."""
+    rows), a block holding NaN or Inf all NaN. Profile: the source's arithmetic (each op rounded to a float16 /
+    bfloat16 input's dtype), its output blend and its zero-block max replacement; block_shape (a, b): its 2-D
+    weight tiles through F.unfold / F.fold, as utils.py's _block_2d_weight."""
     src = compat == "llm-mixed-q"
     family, bits = parse_name(name)
     shape, dtype, cols, x2, m2 = _as_rows(x, mask, sparsify_first)
@@ -271,14 +321,19 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
         p = dict(kind="msfp", block=True, mbits=bits - 1)
     else:
         p = llmq_params(name)
-    if p["block"]:
+    if p["block"] and block_shape is not None:  # the profile's 2-D weight blocks
+        xg, restore = _unfold_view(x2, block_shape)
+    elif p["block"]:
         g = group_size if group_size is not None else (32 if family == "bfp" else 16)
         xg, restore = _group_view(x2, g)
     else:
         xg, restore = x2, (lambda t: t)
+    R = _rounder(dtype) if src and p["kind"] != "fixed" else _same  # the source's torch ops in a half dtype
     if p["block"]:
         amax = xg.abs().amax(dim=1, keepdim=True) if xg.shape[1] else torch.zeros(xg.shape[0], 1, dtype=_F32)
-        lg = _log2f(amax)
+        if src and amax.numel():
+            amax = _zero_block_max(amax)
+        lg = R(_log2f(amax))
         if p["kind"] == "log":
             b = torch.clamp(p["top"] - torch.ceil(lg), 0, _BIAS_MAX)
         elif p["kind"] == "bmf":
@@ -290,18 +345,20 @@ def llmq_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None
         b = torch.full((xg.shape[0], 1), float(p["bias"]), dtype=_F32)
         bad = torch.zeros((xg.shape[0], 1), dtype=torch.bool)
     if p["kind"] == "log":
-        y = _llmq_log(xg, b, float(p["top"]))
+        y = _llmq_log(xg, b, float(p["top"]), R, p["block"])
     elif p["kind"] == "msfp":
-        y = _blend(xg, _llmq_msfp(xg, b, p["mbits"]))
+        y = _blend(xg, _llmq_msfp(xg, b, p["mbits"], R), R)
     else:
-        pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf")
+        pw, m = _llmq_mini(xg, b, float(p["top"]), p["mbits"], p["kind"] != "dmf", R)
         if src:
-            y = _blend(xg, torch.sign(xg + _f32(1e-9)) * pw * m)
+            y = _blend(xg, R(R(torch.sign(R(xg + R(_f32(1e-9)))) * pw) * m), R)
         else:
             y = torch.where(xg.abs() <= _f32(1e-8), torch.zeros((), dtype=_F32), pw * m)
             y = torch.where(torch.isnan(xg), xg, torch.copysign(y, xg))
     y = torch.where(bad, torch.full((), math.nan, dtype=_F32), y)
-    y = torch.clamp(restore(y), -DTYPE_MAX[dtype], DTYPE_MAX[dtype])  # stored without overflowing (log6 in fp16)
+    y = restore(y)
+    if R is _same:  # stored without overflowing (log6 in fp16); the source's own fp16 arithmetic gives Inf
+        y = torch.clamp(y, -DTYPE_MAX[dtype], DTYPE_MAX[dtype])
     if m2 is not None:
         y = torch.where(m2, y, torch.zeros((), dtype=_F32))
     return y.to(dtype).reshape(shape)
@@ -724,7 +781,7 @@ def lut_fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None]
 def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = None, rounding: str = "rne",
                seed: int = 0, saturate: Optional[bool] = None, mask: Optional[torch.Tensor] = None,
                sparsify_first: bool = True, scale_mode: Optional[str] = None,
-               observer: str = "minmax", compat: Optional[str] = None) -> torch.Tensor:
+               observer: str = "minmax", compat: Optional[str] = None, block_shape=None) -> torch.Tensor:
     """Reference of qsparse.fake_quant for a canonical format name. group_size: None (format default), int,
     'row' or 'tensor'; scale_mode: None (format default) or one of qsparse.formats.SCALE_MODES; compat: None or a
     profile (bitmod, microxcaling; torchao and hbfp only change defaults, which the caller passes). Output in x's
@@ -735,7 +792,7 @@ def fake_quant(x: torch.Tensor, name: str, group_size: Union[int, str, None] = N
     if compat == "fpquant":
         return fpquant_fake_quant(x, name, group_size, mask, sparsify_first)
     if family == "llmq" or compat == "llm-mixed-q":
-        return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first)
+        return llmq_fake_quant(x, name, group_size, compat, mask, sparsify_first, block_shape)
     if family == "lut" or compat == "bitmod":
         return lut_fake_quant(x, name, group_size, compat, mask, sparsify_first)
     _PROFILE[0] = compat

@@ -442,3 +442,150 @@ def test_cuda_matches_cpu(name, compat):
         for mask in (None, m):
             got = fq(x.cuda(), name, compat=compat, group_size=g, mask=None if mask is None else mask.cuda()).cpu()
             assert_same_bits(got, fq(x, name, compat=compat, group_size=g, mask=mask), f"{name} group={g}")
+
+
+# ---- the profile's remaining source behaviours: zero blocks, half-precision arithmetic, 2-D weight blocks --------
+# Golden values typed by hand from block_log.py / block_minifloat.py / block_fp.py (the zero-block replacement),
+# minifloat.py / log.py / block_fp.py run in the input's dtype (each torch op rounded to binary16 / bfloat16) and
+# utils.py's _block_2d_weight (F.unfold tiles of block_size [a, b]).
+
+P = "llm-mixed-q"
+
+
+def test_zero_block_takes_the_smallest_nonzero_block_max():
+    # bl4: top 7. The zero block takes max 0.5 (the smallest nonzero block max): bias = 7 - ceil(log2 0.5) = 8,
+    # exponents -8..-1; each 0 gives sign(0 + c) * 2^clamp(round(log2 c)) = +2^-8 (c = 0.1 * 2^-8)
+    x = torch.zeros(3, 16)
+    x[1] = 0.5
+    x[2] = 3.0
+    x[0, 5] = -0.0
+    y = fq(x, "bl4", compat=P)
+    assert_same_bits(y[0], torch.full((16,), 2.0**-8), "bl4 zero block", x[0])
+    assert_same_bits(y, ref.fake_quant(x, "bl4", compat=P), "bl4 zero block", x)
+    # qsparse's own definition keeps bias 255 for it: +0
+    assert (fq(x, "bl4")[0] == 0).all()
+
+
+def test_all_zero_tensor_takes_max_one():
+    # every block max 0: per_block_max = ones, bias = 7 - 0 = 7, zeros -> 2^-7 (bl4); 2^-3 (bl3: top 3)
+    for name, g, value in (("bl4", None, 2.0**-7), ("bl3", 8, 2.0**-3), ("bl4", "tensor", 2.0**-7),
+                           ("bl4", "row", 2.0**-7)):
+        y = fq(torch.zeros(2, 16), name, compat=P, group_size=g)
+        assert_same_bits(y, torch.full((2, 16), value), f"{name} {g}")
+        # binary16 input: the same value (2^-7, 2^-3 are binary16 numbers)
+        y16 = fq(torch.zeros(2, 16, dtype=F16), name, compat=P, group_size=g)
+        assert_same_bits(y16, torch.full((2, 16), value, dtype=F16), f"{name} {g} f16")
+
+
+def test_zero_block_with_a_nan_block_is_nan():
+    # torch's min over the nonzero block maxima propagates a NaN block max: the zero block's bias is NaN, and
+    # every output of it NaN (bl: 2^NaN; bmf and MSFP: NaN times the blend's 0)
+    x = torch.zeros(2, 16)
+    x[1, 0] = math.nan
+    x[1, 1] = 1.0
+    for name in ("bl4", "bmf5_e2m2", "bfp8"):
+        g = 16 if name == "bfp8" else None
+        y = fq(x, name, compat=P, group_size=g)
+        assert torch.isnan(y).all(), name
+        assert_same_bits(y, ref.fake_quant(x, name, compat=P, group_size=g), name, x)
+    # bmf and MSFP zero blocks with a finite replacement stay zeros (the blend passes x = 0 through)
+    x[1, 0] = 0.25
+    for name in ("bmf5_e2m2", "bfp8"):
+        g = 16 if name == "bfp8" else None
+        assert_same_bits(fq(x, name, compat=P, group_size=g)[0], torch.zeros(16), name)
+
+
+@pytest.mark.parametrize("dtype", [F32, F16, BF16])
+@pytest.mark.parametrize("name", ["bl4", "bl6", "bmf5_e2m2", "bmf8_e4m3", "bfp4", "bfp8"])
+def test_zero_blocks_random_masks_and_groups(name, dtype):
+    gen = torch.Generator().manual_seed(5)
+    x = (torch.randn(12, 70, generator=gen) * 3).to(dtype)
+    x[2] = 0.0
+    x[5, 16:48] = -0.0
+    x[7, 64:] = 0.0
+    m = torch.rand(x.shape, generator=gen) < 0.7
+    for g in (None, 16, 32, 7, "row", "tensor"):
+        for mask, first in ((None, True), (m, True), (m, False)):
+            got = fq(x, name, compat=P, group_size=g, mask=mask, sparsify_first=first)
+            want = ref.fake_quant(x, name, compat=P, group_size=g, mask=mask, sparsify_first=first)
+            assert_same_bits(got, want, f"{name} {dtype} group={g} mask={mask is not None} first={first}", x)
+
+
+# (name, dtype, x, the profile's output in that dtype, the output of the same values in binary32 arithmetic)
+HALF_GOLDEN = [
+    # fp8_e4m3 (minifloat_ieee, bias 7): 15.9921875 = 16 (1 - 2^-11). binary32: floor(log2) = 3, mantissa
+    # 15.99 / 8 * 8 - 8 = 7.99 -> 8, clamped to 7: 15. binary16: log2 = 3.9993 rounds to 4.0, e = 4,
+    # 15.99 / 16 = 0.99951 (exact), * 8 = 7.996, - 8 = -0.0039 -> 0: 16
+    ("fp8_e4m3", F16, [15.9921875], [16.0], [15.0]),
+    # bl4, one block [16.125, 0 x 15] in bfloat16: log2 16.125 = 4.0112 rounds to 4.0 in bfloat16, bias 7 - 4 = 3
+    # (binary32: 7 - 5 = 2); 16.125 -> 2^4 both ways, each 0 -> +2^-bias: 0.125 (binary32: 0.25)
+    ("bl4", BF16, [16.125] + [0.0] * 15, [16.0] + [0.125] * 15, [16.0] + [0.25] * 15),
+    # MSFP bfp8 in binary16: E = ceil(log2 40000) = 16, 2^16 = Inf in binary16: mantissa |x| / Inf = 0,
+    # sign * Inf * 0 = NaN for the whole block (binary32: 40000 / 2^16 * 128 = 78.1 -> 78: 39936, and each
+    # 1.0 / 2^16 * 128 = 0.002 -> 0)
+    ("bfp8", F16, [40000.0] + [1.0] * 15, [math.nan] * 16, [39936.0] + [0.0] * 15),
+    # log6 (bias 15, exponents -15..16) in binary16: round(log2 60000) = 16, 2^16 = Inf in binary16
+    # (binary32 arithmetic gives 65536, stored clamped to the binary16 max 65504)
+    ("log6", F16, [60000.0], [math.inf], [65504.0]),
+    # the blend's isclose(x, 0) in bfloat16: atol 1e-8 rounds to 1.00117e-8 (0x322c) in x's dtype, so x = that
+    # value passes through unquantized; in binary32 it is above 1e-8 and quantized (dmf8_e4m3: e = -7, 0)
+    ("dmf8_e4m3", BF16, [1.0011717677116394e-08], [1.0011717677116394e-08], [0.0]),
+    # log4 (bias 3, c = 0.1 * 2^-3 = 0.0125, a Python float that torch casts to the tensor's dtype first):
+    # bfloat16(0.0125) = 0.01251220703125, so x = -0.01251220703125 gives x + c = 0, sign 0, output 0; in binary32
+    # x + c = -1.2e-5 < 0 and e = clamp(round(log2 0.025), -3, 4) = -3: -0.125
+    ("log4", BF16, [-0.01251220703125], [0.0], [-0.125]),
+    # float16(0.0125) = 0.0124969482421875: x = -0.0124969482421875 gives 0 (binary32: x + c = 3e-6 > 0, +0.125)
+    ("log4", F16, [-0.0124969482421875], [0.0], [0.125]),
+]
+
+
+@pytest.mark.parametrize("name,dtype,x,half,single", HALF_GOLDEN)
+def test_half_precision_arithmetic_golden(name, dtype, x, half, single):
+    g = 16 if name.startswith("bfp") else None
+    xt = torch.tensor([x], dtype=dtype)
+    assert_same_bits(fq(xt, name, compat=P, group_size=g)[0], torch.tensor(half, dtype=dtype), f"{name} {dtype}", xt)
+    # the same values in binary32 arithmetic (a float32 input), stored in the dtype
+    y32 = fq(xt.float(), name, compat=P, group_size=g)[0]
+    y32 = torch.clamp(y32, -ref.DTYPE_MAX[dtype], ref.DTYPE_MAX[dtype]).to(dtype)
+    assert_same_bits(y32, torch.tensor(single, dtype=dtype), f"{name} binary32", xt)
+
+
+def test_block_shape_2d_tiles_golden():
+    # bl4 with 2 x 2 tiles of a 3 x 3 weight (padded to 4 x 4 with zeros): tile maxima 4, 1, 0.5 and (bottom
+    # right) 0 -> the smallest nonzero, 0.5. bias = 7 - ceil(log2 max): 5, 7, 8, 8
+    x = t32([[4.0, 0.3, 1.0], [0.5, 3.0, 0.0], [0.5, 0.25, 0.0]])
+    y = qsparse.fake_quant(x, "bl4", compat=P, block_shape=(2, 2))
+    want = t32([[4.0, 0.25, 1.0], [0.5, 4.0, 2.0**-7], [0.5, 0.25, 2.0**-8]])
+    assert_same_bits(y, want, "bl4 2x2", x)
+    assert_same_bits(y, ref.fake_quant(x, "bl4", compat=P, block_shape=(2, 2)), "bl4 2x2 ref", x)
+
+
+@pytest.mark.parametrize("dtype", [F32, BF16])
+@pytest.mark.parametrize("name", ["bl5", "bmf6_e3m2", "bfp6"])
+def test_block_shape_matches_unfold_reference(name, dtype):
+    gen = torch.Generator().manual_seed(9)
+    x = (torch.randn(37, 45, generator=gen) * 2).to(dtype)
+    x[:8, :8] = 0.0
+    m = torch.rand(x.shape, generator=gen) < 0.8
+    for bs in ((4, 4), (1, 16), (16, 1), (8, -1), (-1, 5), (64, 64), (3, 7)):
+        for mask in (None, m):
+            got = qsparse.fake_quant(x, name, compat=P, block_shape=bs, mask=mask)
+            want = ref.fake_quant(x, name, compat=P, block_shape=bs, mask=mask)
+            assert_same_bits(got, want, f"{name} {dtype} {bs}", x)
+    # (1, b) is group_size=b, except that the source's F.fold returns a -0.0 output as +0.0
+    assert_same_bits(qsparse.fake_quant(x, name, compat=P, block_shape=(1, 16)),
+                     qsparse.fake_quant(x, name, compat=P, group_size=16) + 0.0, name, x)
+
+
+def test_block_shape_errors():
+    x = torch.randn(4, 8)
+    with pytest.raises(ValueError, match="llm-mixed-q"):
+        qsparse.fake_quant(x, "bl4", block_shape=(2, 2))
+    with pytest.raises(ValueError, match="block format"):
+        qsparse.fake_quant(x, "fp8_e4m3", compat=P, block_shape=(2, 2))
+    with pytest.raises(ValueError, match="2-D"):
+        qsparse.fake_quant(torch.randn(2, 4, 8), "bl4", compat=P, block_shape=(2, 2))
+    with pytest.raises(ValueError, match="neither group_size"):
+        qsparse.fake_quant(x, "bl4", compat=P, block_shape=(2, 2), group_size=4)
+    with pytest.raises(ValueError, match="two ints"):
+        qsparse.fake_quant(x, "bl4", compat=P, block_shape=(0, 2))
