@@ -15,6 +15,7 @@
 #include "qs_lut.h"
 
 #define QS_LUT_FAST_CHUNK 256 /* a multiple of QS_LUT_LANES */
+#define QS_LUT_EXACT_MAX 8192 /* 2^13: groups up to this size have exact double error sums in any order */
 
 /* buf[j] = x[c0 + j] for j < m as the kernel sees it: masked-before positions 0; f16: rounded to binary16. */
 QS_ALWAYS_INLINE void fast_load(const char *xr, const uint8_t *mr, int64_t c0, int64_t m, float *buf,
@@ -145,8 +146,8 @@ QS_ALWAYS_INLINE void fast_sqerr(const float *buf, const float *out, int64_t m, 
 }
 
 /* The bitmod profile's errors, qs_lut_sqerr in binary16, summed in double: in 8 lanes when the group has at most
-   2^13 elements (every sum is then exact, see qs_lut_total, so the lanes give the sequential sum), else into
-   lanes[0] in order. */
+   QS_LUT_EXACT_MAX elements (every sum is then exact, see qs_lut_total, so the lanes give the sequential sum),
+   else into lanes[0] in order. */
 QS_ALWAYS_INLINE void fast_sqerr16(const float *buf, const float *out, int64_t m, double *lanes, int32_t split) {
     int64_t j;
     int32_t l;
@@ -226,7 +227,7 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
                     if (!once) fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
                     if (!once || p.s != ys) fast_div(&lt->g[c], &p, buf, ybuf, m, pow2, f16);
                     fast_quant(&lt->g[c], &p, ymax, ybuf, out[slot], m, pow2, f16);
-                    if (f16) fast_sqerr16(buf, out[slot], m, exact, n <= 8192);
+                    if (f16) fast_sqerr16(buf, out[slot], m, exact, n <= QS_LUT_EXACT_MAX);
                     else fast_sqerr(buf, out[slot], m, lanes);
                 }
                 ys = once ? p.s : 0.0f;
