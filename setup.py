@@ -4,7 +4,7 @@
   tiny module init in qsparse/_cmodule.c, built as the abi3 extension module ``qsparse._C``. Python calls the
   kernels through ctypes (qsparse/_lib.py), so the library links neither Python nor torch: one wheel serves every
   CPython >= 3.9 and every torch version. A CPU build failure is an error. Sources compile in parallel, on as many
-  threads as processors (QSPARSE_BUILD_JOBS overrides).
+  threads as processors (QSPARSE_BUILD_JOBS overrides), the CUDA library beside them.
 - The CUDA library ``qsparse/libqsparse_cuda.so``: cuda/*.cu compiled by nvcc for sm_80 and sm_90 plus PTX, with
   --fmad=false so that it matches the CPU library bit for bit. Controlled by QSPARSE_CUDA: ``0`` skips it, ``1``
   requires it (a failure is an error), unset builds it when nvcc is found and only warns when that fails.
@@ -65,10 +65,20 @@ def _compile_in_parallel(compiler, jobs):
                 compiler._compile(obj, src, ext, cc_args, extra, pp_opts)
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(one, objects))
+            list(pool.map(one, sorted(objects, key=_compile_rank)))
         return objects
 
     compiler.compile = compile
+
+
+# The files that take longest to compile (each instantiates its kernels for every dtype, mask mode and group-size
+# literal, in three SIMD clones) start first, so that the other files fill the remaining threads meanwhile.
+_SLOWEST_FIRST = ("qs_quant_lut", "qs_quant_scaled", "qs_quant_int_sym", "qs_quant_int_full", "qs_quant_int_asym")
+
+
+def _compile_rank(obj):
+    stem = os.path.splitext(os.path.basename(obj))[0]
+    return _SLOWEST_FIRST.index(stem) if stem in _SLOWEST_FIRST else len(_SLOWEST_FIRST)
 
 
 def _build_jobs():
@@ -131,8 +141,12 @@ class BuildExt(build_ext):
         jobs = _build_jobs()
         if jobs > 1 and self.compiler.compiler_type == "unix":
             _compile_in_parallel(self.compiler, jobs)
-        super().build_extensions()
-        self._build_cuda()
+        # nvcc runs beside the C compiler: it is one single-threaded process, and while the longest C file
+        # compiles the other threads run out of files
+        with ThreadPoolExecutor(max_workers=1) as cuda:
+            pending = cuda.submit(self._build_cuda)
+            super().build_extensions()
+            pending.result()
 
     def _build_cuda(self):
         mode = os.environ.get("QSPARSE_CUDA", "auto").strip().lower()

@@ -19,6 +19,13 @@
 /* Hot loops are compiled three times on x86-64 Linux with GCC, for AVX-512 (x86-64-v4), AVX2 and the baseline,
    and the loader picks one (ifunc). The clones compute the same IEEE operations (no contraction, no fast-math), so
    results do not depend on the clone. */
+/* QS_LEAN (a build option, used by the sanitizer build of tests/c): the kernels are instantiated once per dtype
+   (and family, grid size), their rounding, mask mode and group size passed at run time instead of as literals.
+   Same source and operations, the same results; slower loops, a fraction of the compile time. It implies
+   QS_NO_CLONES. */
+#if defined(QS_LEAN) && !defined(QS_NO_CLONES)
+#define QS_NO_CLONES 1
+#endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && !defined(QS_NO_CLONES)
 #define QS_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else

@@ -277,21 +277,37 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
         else if (jb->mask_mode == QS_MASK_BEFORE) QS_UNITS(FAM, RND, QS_MASK_BEFORE, DT); \
         else QS_UNITS(FAM, RND, QS_MASK_AFTER, DT);                    \
     } while (0)
+/* One instantiation per dtype: rounding (rnd: the call's mode is not RNE), mask mode and group size at run time. */
+#define QS_UNITS_LEAN(FAM, DT) \
+    units_t(jb, u0, u1, fixed, FAM, jb->kt->rounding != QS_ROUND_RNE, jb->mask_mode, DT, 0)
+#ifdef QS_LEAN
+#define QS_UNITS_RND(FAM, DT) QS_UNITS_LEAN(FAM, DT)
+#else
 #define QS_UNITS_RND(FAM, DT)                                          \
     do {                                                               \
         if (jb->kt->rounding) QS_UNITS_MM(FAM, 1, DT);                 \
         else QS_UNITS_MM(FAM, 0, DT);                                  \
     } while (0)
+#endif
+
+#define QS_RUN_DT(UNITS, FAM)                                           \
+    switch (jb->dtype) {                                               \
+    case QS_DTYPE_F32: UNITS(FAM, QS_DTYPE_F32); break;                \
+    case QS_DTYPE_F16: UNITS(FAM, QS_DTYPE_F16); break;                \
+    default: UNITS(FAM, QS_DTYPE_BF16); break;                         \
+    }
 
 /* One function per family, each instantiating its (rounding, mask mode, dtype) variants; each is defined in its
    own translation unit (qs_quant_<family>.c), so that the build compiles them in parallel. */
-#define QS_DEFINE_RUN(NAME, FAM)                                                                        \
-    QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {     \
-        switch (jb->dtype) {                                                                             \
-        case QS_DTYPE_F32: QS_UNITS_RND(FAM, QS_DTYPE_F32); break;                                       \
-        case QS_DTYPE_F16: QS_UNITS_RND(FAM, QS_DTYPE_F16); break;                                       \
-        default: QS_UNITS_RND(FAM, QS_DTYPE_BF16); break;                                                \
-        }                                                                                                \
+#define QS_DEFINE_RUN(NAME, FAM)                                                                    \
+    QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {         \
+        QS_RUN_DT(QS_UNITS_RND, FAM)                                                                 \
+    }
+/* The same for a family whose element loop stays scalar whatever the literals (a libm call per element): one
+   instantiation per dtype and no SIMD clones, which would only multiply its compile time. */
+#define QS_DEFINE_RUN_SCALAR(NAME, FAM)                                                             \
+    void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {                   \
+        QS_RUN_DT(QS_UNITS_LEAN, FAM)                                                                \
     }
 
 /* The family kernels: units [u0, u1) of a job (qs_quant_<family>.c). */

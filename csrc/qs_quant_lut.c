@@ -270,25 +270,29 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
     }
 }
 
-/* Units [u0, u1); the common group sizes as literals. */
+/* Units [u0, u1); sizes: the common group sizes as literals. */
 QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const int32_t dt, const int32_t mm,
-                                const int32_t pow2, const int32_t f16) {
+                                const int32_t pow2, const int32_t f16, const int32_t sizes) {
     qs_unit c = unit_first(jb, u0);
     int64_t u;
     for (u = u0; u < u1; u++, unit_next(jb, &c)) {
         const int64_t k = u % jb->units_per_row;
-        if (mm == QS_MASK_NONE && c.n == 128) lut_group(jb, c.row, c.c0, 128, k, dt, mm, pow2, f16);
-        else if (mm == QS_MASK_NONE && c.n == 32) lut_group(jb, c.row, c.c0, 32, k, dt, mm, pow2, f16);
+        if (sizes && mm == QS_MASK_NONE && c.n == 128) lut_group(jb, c.row, c.c0, 128, k, dt, mm, pow2, f16);
+        else if (sizes && mm == QS_MASK_NONE && c.n == 32) lut_group(jb, c.row, c.c0, 32, k, dt, mm, pow2, f16);
         else lut_group(jb, c.row, c.c0, c.n, k, dt, mm, pow2, f16);
     }
 }
 
 #define QS_LUT_MM(DT, POW2, F16)                                                                  \
     do {                                                                                          \
-        if (jb->mask_mode == QS_MASK_NONE) lut_units(jb, u0, u1, DT, QS_MASK_NONE, POW2, F16);     \
-        else if (jb->mask_mode == QS_MASK_BEFORE) lut_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2, F16); \
-        else lut_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2, F16);                                 \
+        if (jb->mask_mode == QS_MASK_NONE) lut_units(jb, u0, u1, DT, QS_MASK_NONE, POW2, F16, 1);  \
+        else if (jb->mask_mode == QS_MASK_BEFORE) lut_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2, F16, 1); \
+        else lut_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2, F16, 1);                              \
     } while (0)
+#ifdef QS_LEAN /* qs_cpu.h: one instantiation per dtype */
+#define QS_LUT_DT(DT) \
+    lut_units(jb, u0, u1, DT, jb->mask_mode, jb->lut->scale == QS_LUT_SCALE_POW2, jb->lut->f16, 0)
+#else
 #define QS_LUT_DT(DT)                                                                             \
     do {                                                                                          \
         const int32_t pow2 = jb->lut->scale == QS_LUT_SCALE_POW2;                                 \
@@ -297,5 +301,6 @@ QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const 
         else if (pow2) QS_LUT_MM(DT, 1, 0);                                                       \
         else QS_LUT_MM(DT, 0, 0);                                                                 \
     } while (0)
+#endif
 
 QS_CLONES void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) { QS_DISPATCH_DT(QS_LUT_DT) }
