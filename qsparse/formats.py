@@ -357,7 +357,8 @@ def get(fmt: Union[str, "Format", FormatInfo]) -> FormatInfo:
         return fmt
     if isinstance(fmt, Format):
         return _by_name[fmt.name]
-    return _by_name[parse(fmt)]
+    row = _by_name.get(fmt) if isinstance(fmt, str) else None  # a canonical name (what the ops pass): no parsing
+    return row if row is not None else _by_name[parse(fmt)]
 
 
 def check_compat(info: FormatInfo, compat: Optional[str], mode: str, group_size: GroupSize) -> None:
