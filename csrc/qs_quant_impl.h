@@ -241,10 +241,38 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
 
 /* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
    all use *fixed; otherwise each unit is a group with its own statistics. */
+#define QS_BATCH 64 /* small groups whose constants are computed together (units_t) */
+
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
                               const int32_t rnd, const int32_t mm, const int32_t dt, const int64_t gc) {
     qs_unit c = unit_first(jb, u0);
     int64_t u;
+    /* Small groups of the scaled families, whose constants cost divisions and a rounding of the scale (a literal
+       size <= 32: NVFP4, amax-scaled minifloats; no mask, observer or records): the statistics and constants of up
+       to QS_BATCH groups first, then their outputs, so that the scalar work of consecutive groups overlaps instead
+       of waiting between element loops. The same operations per group. (NVFP4, 1M elements, 1 thread: float32
+       1.69 -> 1.51 ms, bfloat16 2.52 -> 1.76 ms; INT groups of 32, whose scale is one division, ran 9% slower.) */
+    if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ) && gc && gc <= 32 && !fixed && mm == QS_MASK_NONE &&
+        jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
+        qs_gparams gb[QS_BATCH];
+        qs_unit cb[QS_BATCH];
+        while (u0 < u1) {
+            int32_t nb = 0, b;
+            for (; u0 < u1 && nb < QS_BATCH && c.n == gc; u0++, unit_next(jb, &c), nb++) {
+                qs_range r = qs_range_empty();
+                range_scan(jb->x + c.row * jb->x_stride, NULL, c.c0, gc, &r, fam == QS_FAMILY_INT_ASYM, 0, dt);
+                cb[nb] = c;
+                gb[nb] = qs_group_params(jb->kt, r, fam);
+            }
+            for (b = 0; b < nb; b++) apply_span(jb, &gb[b], cb[b].row, cb[b].c0, gc, fam, rnd, mm, dt);
+            if (nb == 0) { /* a shorter last group of a row */
+                quantize_group(jb, c.row, c.c0, c.n, fam, rnd, mm, dt);
+                u0++;
+                unit_next(jb, &c);
+            }
+        }
+        return;
+    }
     for (u = u0; u < u1; u++, unit_next(jb, &c)) {
         if (gc && c.n == gc) quantize_group(jb, c.row, c.c0, gc, fam, rnd, mm, dt); /* constant trip counts */
         else if (fixed) apply_span(jb, fixed, c.row, c.c0, c.n, fam, rnd, mm, dt);

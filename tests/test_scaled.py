@@ -100,6 +100,23 @@ def test_scaled_thread_count_does_not_matter(name):
     assert torch.equal(a.view(torch.int32), b.view(torch.int32))
 
 
+@pytest.mark.parametrize("dtype", [F32, torch.bfloat16], ids=["f32", "bf16"])
+@pytest.mark.parametrize("name,kw", [("nvfp4", {}), ("nvfp4", {"scale_mode": "e4m3_block"}),
+                                     ("fp4_e2m1", {"group_size": 16}), ("fp8_e4m3", {"group_size": 32})])
+def test_small_groups_across_batches_and_chunks(name, kw, dtype):
+    # the kernel computes the constants of up to 64 small groups before their outputs: rows of 150 groups and a
+    # shorter last one, 40 rows (two work chunks of 2^16 elements, split inside a row), zero and tiny blocks
+    x = wide_range((40, 16 * 150 + 9), seed=31, dtype=dtype)
+    x[3, 16 * 70: 16 * 72] = 0.0
+    old = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            check(x, name, **kw)
+    finally:
+        torch.set_num_threads(old)
+
+
 # ---- values worked out by hand from the sources' formulas ---------------------------------------------------------
 
 
