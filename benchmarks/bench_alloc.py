@@ -42,7 +42,8 @@ CASES = [  # (label, format, group_size)
 def _kernel_into(x: torch.Tensor, y: torch.Tensor, fmt: str, group) -> None:
     """The CPU kernel of fake_quant(x, fmt, group_size=group) writing into y (contiguous, same shape and dtype).
     The ops layer always allocates; this reaches under it, for timing only."""
-    name, group_code, rounding, saturate, mode, observer, compat = op_args(qsparse.formats.Format(fmt, group_size=group))
+    f = qsparse.formats.Format(fmt, group_size=group)
+    name, group_code, rounding, saturate, mode, observer, compat = op_args(f)
     p = ops._params(name, group_code, rounding, 0, saturate, mode, observer, compat)
     rows, cols = x.shape
     _lib.cpu().call("qs_fake_quant_cpu", ctypes.byref(p), ops.dtype_code(x.dtype), rows, cols, x.data_ptr(), cols,
