@@ -27,6 +27,8 @@ import qsparse
 from qsparse import _lib, ops, reference
 from qsparse.functional import op_args
 
+from bench_kernels import same_bits  # this folder: sys.path[0] when run as a script
+
 log = logging.getLogger("qsparse.bench")
 
 CASES = [  # (label, format, group_size)
@@ -39,15 +41,19 @@ CASES = [  # (label, format, group_size)
 ]
 
 
-def _kernel_into(x: torch.Tensor, y: torch.Tensor, fmt: str, group) -> None:
-    """The CPU kernel of fake_quant(x, fmt, group_size=group) writing into y (contiguous, same shape and dtype).
-    The ops layer always allocates; this reaches under it, for timing only."""
-    f = qsparse.formats.Format(fmt, group_size=group)
-    name, group_code, rounding, saturate, mode, observer, compat = op_args(f)
+def _kernel_into(fmt: str, group):
+    """A function (x, y) that runs the CPU kernel of fake_quant(x, fmt, group_size=group) writing into y
+    (contiguous, same shape and dtype). The ops layer always allocates; this reaches under it, for timing only."""
+    name, group_code, rounding, saturate, mode, observer, compat = op_args(
+        qsparse.formats.Format(fmt, group_size=group))
     p = ops._params(name, group_code, rounding, 0, saturate, mode, observer, compat)
-    rows, cols = x.shape
-    _lib.cpu().call("qs_fake_quant_cpu", ctypes.byref(p), ops.dtype_code(x.dtype), rows, cols, x.data_ptr(), cols,
-                    y.data_ptr(), cols, None, 0, ops.MASK_NONE, torch.get_num_threads())
+    lib = _lib.cpu()
+
+    def run(x: torch.Tensor, y: torch.Tensor) -> None:
+        rows, cols = x.shape
+        lib.call("qs_fake_quant_cpu", ctypes.byref(p), ops.dtype_code(x.dtype), rows, cols, x.data_ptr(), cols,
+                 y.data_ptr(), cols, None, 0, ops.MASK_NONE, torch.get_num_threads())
+    return run
 
 
 def _median_ms(fns, repeat: int) -> list:
@@ -86,17 +92,15 @@ def run(repeat: int) -> list:
         for label, fmt, group in CASES:
             head = x[:256].contiguous()
             ref = reference.fake_quant(head, fmt, group, "rne")
-            got = qsparse.fake_quant(head, fmt, group_size=group)
-            if not torch.equal(got.view(torch.int16 if dtype != torch.float32 else torch.int32),
-                               ref.view(torch.int16 if dtype != torch.float32 else torch.int32)):
+            if not same_bits(qsparse.fake_quant(head, fmt, group_size=group), ref):
                 raise SystemExit(f"{label} {dtype}: output differs from the reference; not timing it")
-            full = qsparse.fake_quant(x, fmt, group_size=group)
-            _kernel_into(x, y, fmt, group)
-            if not torch.equal(full, y) and not (full.isnan() & y.isnan()).any():
+            into = _kernel_into(fmt, group)
+            into(x, y)
+            if not same_bits(qsparse.fake_quant(x, fmt, group_size=group), y):
                 raise SystemExit(f"{label} {dtype}: the kernel into an existing tensor differs from the op")
             clone_t, op_t, copy_t, into_t = _median_ms(
                 [lambda: x.clone(), lambda: qsparse.fake_quant(x, fmt, group_size=group), lambda: y.copy_(x),
-                 lambda: _kernel_into(x, y, fmt, group)], repeat)
+                 lambda: into(x, y)], repeat)
             rows.append(dict(op=label, dtype=str(dtype).replace("torch.", ""), clone=clone_t, copy=copy_t, op_ms=op_t,
                              into=into_t))
     return rows

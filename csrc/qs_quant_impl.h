@@ -215,6 +215,14 @@ static qs_gparams mse_search(const qs_job *jb, qs_range r, qs_gparams g, int64_t
     return g;
 }
 
+/* A group's statistics (into *r) and its min/max constants. */
+QS_ALWAYS_INLINE qs_gparams fit_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, qs_range *r,
+                                      const int32_t fam, const int32_t mm, const int32_t dt) {
+    range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, r,
+               fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
+    return qs_group_params(jb->kt, *r, fam);
+}
+
 /* One group: its statistics, its constants, its outputs. n is a literal on the path of common group sizes. */
 QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, const int32_t fam,
                                      const int32_t rnd, const int32_t mm, const int32_t dt) {
@@ -225,9 +233,7 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
         apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
         return;
     }
-    range_scan(jb->x + row * jb->x_stride, mm == QS_MASK_BEFORE ? jb->mask + row * jb->m_stride : NULL, c0, n, &r,
-               fam == QS_FAMILY_INT_ASYM, mm == QS_MASK_BEFORE, dt);
-    g = qs_group_params(jb->kt, r, fam);
+    g = fit_group(jb, row, c0, n, &r, fam, mm, dt);
     if (fam != QS_FAMILY_BFP && fam != QS_FAMILY_FLOAT && fam != QS_FAMILY_SCALED_POW2 && fam != QS_FAMILY_LLMQ &&
         jb->kt->observer &&
         g.mode == QS_GP_QUANT)
@@ -239,10 +245,10 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
     apply_span(jb, &g, row, c0, n, fam, rnd, mm, dt);
 }
 
-/* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
-   all use *fixed; otherwise each unit is a group with its own statistics. */
 #define QS_BATCH 64 /* small groups whose constants are computed together (units_t) */
 
+/* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
+   all use *fixed; otherwise each unit is a group with its own statistics. */
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
                               const int32_t rnd, const int32_t mm, const int32_t dt, const int64_t gc) {
     qs_unit c = unit_first(jb, u0);
@@ -260,9 +266,8 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
             int32_t nb = 0, b;
             for (; u0 < u1 && nb < QS_BATCH && c.n == gc; u0++, unit_next(jb, &c), nb++) {
                 qs_range r = qs_range_empty();
-                range_scan(jb->x + c.row * jb->x_stride, NULL, c.c0, gc, &r, fam == QS_FAMILY_INT_ASYM, 0, dt);
                 cb[nb] = c;
-                gb[nb] = qs_group_params(jb->kt, r, fam);
+                gb[nb] = fit_group(jb, c.row, c.c0, gc, &r, fam, mm, dt);
             }
             for (b = 0; b < nb; b++) apply_span(jb, &gb[b], cb[b].row, cb[b].c0, gc, fam, rnd, mm, dt);
             if (nb == 0) { /* a shorter last group of a row */
@@ -280,12 +285,6 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
     }
 }
 
-#define QS_DISPATCH_DT(CALL_WITH_DT)                                  \
-    switch (jb->dtype) {                                              \
-    case QS_DTYPE_F32: CALL_WITH_DT(QS_DTYPE_F32); break;              \
-    case QS_DTYPE_F16: CALL_WITH_DT(QS_DTYPE_F16); break;              \
-    default: CALL_WITH_DT(QS_DTYPE_BF16); break;                       \
-    }
 
 #define QS_UNITS(FAM, RND, MM, DT) units_t(jb, u0, u1, fixed, FAM, RND, MM, DT, 0)
 /* The common case (RNE, no mask, groups of 16..128) gets group sizes as constants. */
@@ -318,12 +317,15 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
     } while (0)
 #endif
 
-#define QS_RUN_DT(UNITS, FAM)                                           \
+/* CALL(ARG, dtype literal) for the job's dtype; QS_DISPATCH_DT(CALL): CALL(dtype literal). */
+#define QS_RUN_DT(CALL, ARG)                                            \
     switch (jb->dtype) {                                               \
-    case QS_DTYPE_F32: UNITS(FAM, QS_DTYPE_F32); break;                \
-    case QS_DTYPE_F16: UNITS(FAM, QS_DTYPE_F16); break;                \
-    default: UNITS(FAM, QS_DTYPE_BF16); break;                         \
+    case QS_DTYPE_F32: CALL(ARG, QS_DTYPE_F32); break;                 \
+    case QS_DTYPE_F16: CALL(ARG, QS_DTYPE_F16); break;                 \
+    default: CALL(ARG, QS_DTYPE_BF16); break;                          \
     }
+#define QS_CALL_DT(CALL, DT) CALL(DT)
+#define QS_DISPATCH_DT(CALL) QS_RUN_DT(QS_CALL_DT, CALL)
 
 /* One function per family, each instantiating its (rounding, mask mode, dtype) variants; each is defined in its
    own translation unit (qs_quant_<family>.c), so that the build compiles them in parallel. */
