@@ -45,19 +45,27 @@ QS_ALWAYS_INLINE uint32_t fast_amax(const float *buf, int64_t m, uint32_t amax) 
 QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
                                int64_t m, const int32_t pow2, const int32_t f16, const int32_t nm) {
     const float s = p->s, gc = g->c, lo = g->lo;
-    float mid[QS_LUT_MAX_VALUES - 1], step[QS_LUT_MAX_VALUES - 1];
+    float mid[QS_LUT_MAX_VALUES - 1];
+    uint32_t step[QS_LUT_MAX_VALUES - 1]; /* bit patterns */
     int64_t j;
     int32_t k;
+    /* Each midpoint adds its step or +0 unconditionally, the step selected by an integer mask: a conditional
+       addition, or a float select on a float comparison, is control flow that GCC if-converts only into masked
+       vector instructions (AVX-512) under IEEE exception semantics, so the AVX2 and baseline clones ran these
+       loops scalar with a branch per midpoint (25x slower). Adding +0 changes nothing but a -0 partial sum into
+       +0, and the total is the same: the partial sums a1..a3 start at +0. */
+#define QS_LUT_STEP(K) qs_u2f(step[K] & (0u - (uint32_t)(y > mid[K])))
     if (nm == 0) {
         for (j = 0; j < m; j++) out[j] = lo;
         for (k = 0; k < g->n - 1; k++) {
-            const float mk = g->mid[k], sk = g->step[k];
-            for (j = 0; j < m; j++) out[j] += ybuf[j] > mk ? sk : 0.0f;
+            const float mk = g->mid[k];
+            const uint32_t sk = qs_f2u(g->step[k]);
+            for (j = 0; j < m; j++) out[j] += qs_u2f(sk & (0u - (uint32_t)(ybuf[j] > mk)));
         }
     }
     for (k = 0; k < nm; k++) {
         mid[k] = g->mid[k];
-        step[k] = g->step[k];
+        step[k] = qs_f2u(g->step[k]);
     }
     for (j = 0; j < m; j++) {
         const float y = ybuf[j];
@@ -66,17 +74,18 @@ QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float y
             float a0 = lo, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
             QS_UNROLL
             for (k = 0; k + 4 <= nm; k += 4) {
-                a0 = y > mid[k] ? a0 + step[k] : a0;
-                a1 = y > mid[k + 1] ? a1 + step[k + 1] : a1;
-                a2 = y > mid[k + 2] ? a2 + step[k + 2] : a2;
-                a3 = y > mid[k + 3] ? a3 + step[k + 3] : a3;
+                a0 += QS_LUT_STEP(k);
+                a1 += QS_LUT_STEP(k + 1);
+                a2 += QS_LUT_STEP(k + 2);
+                a3 += QS_LUT_STEP(k + 3);
             }
             QS_UNROLL
-            for (; k < nm; k++) a0 = y > mid[k] ? a0 + step[k] : a0;
+            for (; k < nm; k++) a0 += QS_LUT_STEP(k);
             q = (a0 + a1) + (a2 + a3);
         } else {
             q = out[j];
         }
+#undef QS_LUT_STEP
         o = pow2 ? (q * gc) * s : q * s;
         if (f16) o = qs_f16r(o);
         out[j] = qs_clampf(o, -ymax, ymax);
@@ -113,6 +122,33 @@ QS_ALWAYS_INLINE void fast_div(const qs_lut_grid *g, const qs_lut_gp *p, const f
     }
 }
 
+/* quant_nm for each literal (nm, pow2, f16) as a function of its own (with its SIMD clones), called once per
+   group and grid: inlined into every group-size, mask and dtype instantiation, its unrolled vector loops made the
+   file take a quarter of an hour to compile. */
+#define QS_QNM_FN(NM, POW2, F16)                                                                              \
+    static QS_CLONES void quant_nm_##NM##_##POW2##_##F16(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, \
+                                                         const float *ybuf, float *out, int64_t m) {         \
+        quant_nm(g, p, ymax, ybuf, out, m, POW2, F16, NM);                                                    \
+    }
+#define QS_QNM_FNS(POW2, F16)                                                         \
+    QS_QNM_FN(6, POW2, F16) QS_QNM_FN(7, POW2, F16) QS_QNM_FN(14, POW2, F16) QS_QNM_FN(15, POW2, F16) \
+    QS_QNM_FN(0, POW2, F16)
+QS_QNM_FNS(0, 0)
+QS_QNM_FNS(0, 1)
+QS_QNM_FNS(1, 0)
+QS_QNM_FNS(1, 1)
+
+#define QS_QNM_CALL(POW2, F16)                                                                   \
+    do {                                                                                         \
+        switch (g->n - 1) {                                                                      \
+        case 6: quant_nm_6_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                      \
+        case 7: quant_nm_7_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                      \
+        case 14: quant_nm_14_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                    \
+        case 15: quant_nm_15_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                    \
+        default: quant_nm_0_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                     \
+        }                                                                                        \
+    } while (0)
+
 /* out = grid g's values of the quotients ybuf. */
 QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
                                  int64_t m, const int32_t pow2, const int32_t f16) {
@@ -121,13 +157,10 @@ QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const qs_lut_gp *p, float
         else quant_int(g, p, ymax, ybuf, out, m, 0);
         return;
     }
-    switch (g->n - 1) {
-    case 6: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 6); break;
-    case 7: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 7); break;
-    case 14: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 14); break;
-    case 15: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 15); break;
-    default: quant_nm(g, p, ymax, ybuf, out, m, pow2, f16, 0); break;
-    }
+    if (pow2 && f16) QS_QNM_CALL(1, 1);
+    else if (pow2) QS_QNM_CALL(1, 0);
+    else if (f16) QS_QNM_CALL(0, 1);
+    else QS_QNM_CALL(0, 0);
 }
 
 /* lanes[j % 8] += (out[j] - buf[j])^2 over a chunk that starts at a multiple of 8 in its group. */
@@ -270,37 +303,54 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
     }
 }
 
-/* Units [u0, u1); sizes: the common group sizes as literals. */
+/* Units [u0, u1). (Group sizes 32 and 128 as literals made the lookup kernels twice as long to compile for no
+   measurable speed once quant_nm became a function of its own.) */
 QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const int32_t dt, const int32_t mm,
-                                const int32_t pow2, const int32_t f16, const int32_t sizes) {
+                                const int32_t pow2, const int32_t f16) {
     qs_unit c = unit_first(jb, u0);
     int64_t u;
-    for (u = u0; u < u1; u++, unit_next(jb, &c)) {
-        const int64_t k = u % jb->units_per_row;
-        if (sizes && mm == QS_MASK_NONE && c.n == 128) lut_group(jb, c.row, c.c0, 128, k, dt, mm, pow2, f16);
-        else if (sizes && mm == QS_MASK_NONE && c.n == 32) lut_group(jb, c.row, c.c0, 32, k, dt, mm, pow2, f16);
-        else lut_group(jb, c.row, c.c0, c.n, k, dt, mm, pow2, f16);
-    }
+    for (u = u0; u < u1; u++, unit_next(jb, &c))
+        lut_group(jb, c.row, c.c0, c.n, u % jb->units_per_row, dt, mm, pow2, f16);
 }
 
 #define QS_LUT_MM(DT, POW2, F16)                                                                  \
     do {                                                                                          \
-        if (jb->mask_mode == QS_MASK_NONE) lut_units(jb, u0, u1, DT, QS_MASK_NONE, POW2, F16, 1);  \
-        else if (jb->mask_mode == QS_MASK_BEFORE) lut_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2, F16, 1); \
-        else lut_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2, F16, 1);                              \
+        if (jb->mask_mode == QS_MASK_NONE) lut_units(jb, u0, u1, DT, QS_MASK_NONE, POW2, F16);  \
+        else if (jb->mask_mode == QS_MASK_BEFORE) lut_units(jb, u0, u1, DT, QS_MASK_BEFORE, POW2, F16); \
+        else lut_units(jb, u0, u1, DT, QS_MASK_AFTER, POW2, F16);                              \
     } while (0)
 #ifdef QS_LEAN /* qs_cpu.h: one instantiation per dtype */
 #define QS_LUT_DT(DT) \
-    lut_units(jb, u0, u1, DT, jb->mask_mode, jb->lut->scale == QS_LUT_SCALE_POW2, jb->lut->f16, 0)
-#else
-#define QS_LUT_DT(DT)                                                                             \
-    do {                                                                                          \
-        const int32_t pow2 = jb->lut->scale == QS_LUT_SCALE_POW2;                                 \
-        if (jb->lut->f16 && pow2) QS_LUT_MM(DT, 1, 1);                                            \
-        else if (jb->lut->f16) QS_LUT_MM(DT, 0, 1);                                               \
-        else if (pow2) QS_LUT_MM(DT, 1, 0);                                                       \
-        else QS_LUT_MM(DT, 0, 0);                                                                 \
-    } while (0)
-#endif
-
+    lut_units(jb, u0, u1, DT, jb->mask_mode, jb->lut->scale == QS_LUT_SCALE_POW2, jb->lut->f16)
 QS_CLONES void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) { QS_DISPATCH_DT(QS_LUT_DT) }
+#else
+/* One function (with its SIMD clones) per dtype, scale and profile, each instantiating the mask modes and group
+   sizes: as one function, the 108 instantiations took the compiler's loop-invariant motion over 20 minutes once
+   the AVX2 and baseline loops vectorized (its cost grows faster than the function). */
+#define QS_LUT_FN(NAME, DT, POW2, F16) \
+    static QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1) { QS_LUT_MM(DT, POW2, F16); }
+#define QS_LUT_FNS(SUFFIX, DT)                          \
+    QS_LUT_FN(lut_##SUFFIX##_pow2_f16, DT, 1, 1)        \
+    QS_LUT_FN(lut_##SUFFIX##_f16, DT, 0, 1)             \
+    QS_LUT_FN(lut_##SUFFIX##_pow2, DT, 1, 0)            \
+    QS_LUT_FN(lut_##SUFFIX, DT, 0, 0)
+QS_LUT_FNS(f32, QS_DTYPE_F32)
+QS_LUT_FNS(f16, QS_DTYPE_F16)
+QS_LUT_FNS(bf16, QS_DTYPE_BF16)
+#define QS_LUT_CALL(SUFFIX)                                                          \
+    do {                                                                             \
+        const int32_t pow2 = jb->lut->scale == QS_LUT_SCALE_POW2;                    \
+        if (jb->lut->f16 && pow2) lut_##SUFFIX##_pow2_f16(jb, u0, u1);               \
+        else if (jb->lut->f16) lut_##SUFFIX##_f16(jb, u0, u1);                       \
+        else if (pow2) lut_##SUFFIX##_pow2(jb, u0, u1);                              \
+        else lut_##SUFFIX(jb, u0, u1);                                               \
+    } while (0)
+
+void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) {
+    switch (jb->dtype) {
+    case QS_DTYPE_F32: QS_LUT_CALL(f32); break;
+    case QS_DTYPE_F16: QS_LUT_CALL(f16); break;
+    default: QS_LUT_CALL(bf16); break;
+    }
+}
+#endif
