@@ -70,6 +70,19 @@ QS_ALWAYS_INLINE void range_scan(const void *xr, const uint8_t *mr, int64_t c0, 
 
 /* ---- quantization of one span of a row ------------------------------------------------------------------------ */
 
+/* y[j] of a QS_GP_QUANT group (u24: the element's random bits, stochastic rounding only). */
+QS_ALWAYS_INLINE void span_elem(const void *xr, void *yr, const uint8_t *mr, int64_t j, uint32_t u24,
+                                const qs_gparams *g, const qs_kernel_traits *kt, const int32_t fam,
+                                const int32_t rounding, const int32_t mm, const int32_t dt) {
+    float v = qs_load(xr, j, dt);
+    float y;
+    if (mm == QS_MASK_BEFORE) v = qs_select(mr[j], v, 0.0f);
+    y = qs_quant_elem(v, u24, g, kt, fam, rounding, qs_dtype_max(dt));
+    if (mm != QS_MASK_NONE) y = qs_select(mr[j], y, 0.0f);
+    if (fam == QS_FAMILY_FLOAT || fam == QS_FAMILY_LLMQ) qs_store(yr, j, dt, y); /* may be NaN */
+    else qs_store_notnan(yr, j, dt, y); /* integer and block grids give finite values */
+}
+
 /* y[c0 .. c0+n) of one row. mm: qs_mask_mode; every argument from `fam` on is a literal at the call site, so
    each instantiation is one straight-line, vectorizable loop. */
 QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t row, int64_t c0, int64_t n,
@@ -93,8 +106,17 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         return;
     }
     /* rnd: 0 RNE (a literal), 1 the call's other rounding mode; only stochastic rounding draws random bits */
-    const int32_t rounding = rnd ? kt.rounding : QS_ROUND_RNE;
+    /* (& 3: a qs_rounding, so that the compiler drops qs_round_float's QS_ROUND_RNE_SMALL case from these loops) */
+    const int32_t rounding = rnd ? (kt.rounding & 3) : QS_ROUND_RNE;
     const int32_t sto = rnd && kt.rounding == QS_ROUND_STOCHASTIC;
+    /* RNE onto a minifloat grid by the processor's rounding (qs_round_float_small), the same bits: the scaled
+       families always take it (qs_run_rnd sends a format too wide for it down the rnd path), element-wise formats
+       when they allow it (not bfloat16) */
+    if (!rnd && (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2 ||
+                 (fam == QS_FAMILY_FLOAT && qs_ftraits_small(&kt.ft)))) {
+        for (i = 0; i < n; i++) span_elem(xr, yr, mr, c0 + i, 0u, &g, &kt, fam, QS_ROUND_RNE_SMALL, mm, dt);
+        return;
+    }
     for (i = 0; i < n;) {
         /* stochastic: pieces within which the element index's high 32 bits, and so their key, are constant */
         const uint64_t idx = base + (uint64_t)i;
@@ -103,14 +125,8 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         const uint64_t room = ((uint64_t)1 << 32) - lo;
         const int64_t i0 = i, end = !sto || (uint64_t)(n - i) <= room ? n : i + (int64_t)room;
         for (; i < end; i++) {
-            float v = qs_load(xr, c0 + i, dt);
-            uint32_t u24 = sto ? qs_rand24_lo(rng, key_hi, lo + (uint32_t)(i - i0)) : 0u;
-            float y;
-            if (mm == QS_MASK_BEFORE) v = qs_select(mr[c0 + i], v, 0.0f);
-            y = qs_quant_elem(v, u24, &g, &kt, fam, rounding, qs_dtype_max(dt));
-            if (mm != QS_MASK_NONE) y = qs_select(mr[c0 + i], y, 0.0f);
-            if (fam == QS_FAMILY_FLOAT || fam == QS_FAMILY_LLMQ) qs_store(yr, c0 + i, dt, y); /* may be NaN */
-            else qs_store_notnan(yr, c0 + i, dt, y); /* integer and block grids give finite values */
+            const uint32_t u24 = sto ? qs_rand24_lo(rng, key_hi, lo + (uint32_t)(i - i0)) : 0u;
+            span_elem(xr, yr, mr, c0 + i, u24, &g, &kt, fam, rounding, mm, dt);
         }
     }
 }
@@ -304,15 +320,20 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
         else if (jb->mask_mode == QS_MASK_BEFORE) QS_UNITS(FAM, RND, QS_MASK_BEFORE, DT); \
         else QS_UNITS(FAM, RND, QS_MASK_AFTER, DT);                    \
     } while (0)
-/* One instantiation per dtype: rounding (rnd: the call's mode is not RNE), mask mode and group size at run time. */
-#define QS_UNITS_LEAN(FAM, DT) \
-    units_t(jb, u0, u1, fixed, FAM, jb->kt->rounding != QS_ROUND_RNE, jb->mask_mode, DT, 0)
+/* Whether units run with rnd = 1 (the rounding at run time): a rounding other than RNE, or a scaled family's
+   element grid too wide for qs_round_float_small (whose RNE the rnd = 0 path assumes). */
+static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
+    return kt->rounding != QS_ROUND_RNE ||
+           ((kt->family == QS_FAMILY_SCALED || kt->family == QS_FAMILY_SCALED_POW2) && !qs_ftraits_small(&kt->ft));
+}
+/* One instantiation per dtype: rounding, mask mode and group size at run time. */
+#define QS_UNITS_LEAN(FAM, DT) units_t(jb, u0, u1, fixed, FAM, qs_run_rnd(jb->kt), jb->mask_mode, DT, 0)
 #ifdef QS_LEAN
 #define QS_UNITS_RND(FAM, DT) QS_UNITS_LEAN(FAM, DT)
 #else
 #define QS_UNITS_RND(FAM, DT)                                          \
     do {                                                               \
-        if (jb->kt->rounding) QS_UNITS_MM(FAM, 1, DT);                 \
+        if (qs_run_rnd(jb->kt)) QS_UNITS_MM(FAM, 1, DT);               \
         else QS_UNITS_MM(FAM, 0, DT);                                  \
     } while (0)
 #endif
@@ -329,9 +350,22 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
 
 /* One function per family, each instantiating its (rounding, mask mode, dtype) variants; each is defined in its
    own translation unit (qs_quant_<family>.c), so that the build compiles them in parallel. */
+/* One function (with its SIMD clones) per dtype: the compiler's register allocation and dataflow passes grow
+   faster than the function, and one function of every instantiation took minutes longer to compile. */
+#define QS_DEFINE_RUN_DT(NAME, FAM, DT)                                                             \
+    static QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {  \
+        QS_UNITS_RND(FAM, DT);                                                                       \
+    }
 #define QS_DEFINE_RUN(NAME, FAM)                                                                    \
-    QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {         \
-        QS_RUN_DT(QS_UNITS_RND, FAM)                                                                 \
+    QS_DEFINE_RUN_DT(NAME##_f32, FAM, QS_DTYPE_F32)                                                 \
+    QS_DEFINE_RUN_DT(NAME##_f16, FAM, QS_DTYPE_F16)                                                 \
+    QS_DEFINE_RUN_DT(NAME##_bf16, FAM, QS_DTYPE_BF16)                                               \
+    void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {                   \
+        switch (jb->dtype) {                                                                         \
+        case QS_DTYPE_F32: NAME##_f32(jb, u0, u1, fixed); break;                                     \
+        case QS_DTYPE_F16: NAME##_f16(jb, u0, u1, fixed); break;                                     \
+        default: NAME##_bf16(jb, u0, u1, fixed); break;                                              \
+        }                                                                                            \
     }
 /* The same for a family whose element loop stays scalar whatever the literals (a libm call per element): one
    instantiation per dtype and no SIMD clones, which would only multiply its compile time. */

@@ -285,6 +285,43 @@ typedef struct qs_ftraits {
     uint32_t odd_unit;        /* 1 when the format has no mantissa bits (every significand is 1, odd), else 0 */
 } qs_ftraits;
 
+/* Binary32 bits of 2^top, top = floor(log2 max_normal) + 1: the binade above the format's largest. */
+QS_HD uint32_t qs_ftraits_top_bits(const qs_ftraits *t) {
+    return (qs_f2u(t->max_normal) & QS_F32_INF_BITS) + 0x00800000u;
+}
+
+/* Whether qs_round_float_small applies: 2^(top + shift) is a finite binary32 value (every format of up to 8 bits,
+   and float16; not bfloat16, 2^(128 + 16)). */
+QS_HD int32_t qs_ftraits_small(const qs_ftraits *t) {
+    return (int32_t)(qs_ftraits_top_bits(t) >> 23) - 127 + (int32_t)t->shift <= 127;
+}
+
+/* Rounding modes below QS_ROUND_RNE_SMALL are qs_rounding values; this one is internal to the kernels: RNE computed
+   by qs_round_float_small, for formats with ft.small. */
+#define QS_ROUND_RNE_SMALL 16
+
+/* qs_round_float with RNE, the same bits, for a format whose exponent range is small enough (t->small: every
+   format of up to 8 bits, and float16): the processor's own RNE does the rounding. With e the binade of |x|
+   clamped to [emin, top], c = 2^(e + shift) has its ulp at the format's spacing in that binade (2^(e - mbits),
+   below 2^emin the subnormal spacing), so |x| + c rounds |x| to that spacing, ties to even (c is an even multiple
+   of it), and subtracting c is exact. A carry into the next binade is its grid value; |x| >= 2^(top+1) rounds to a
+   value above max_normal (top caps e only so that c stays finite); an Inf stays Inf. Overflow, Inf and NaN are then
+   selected as qs_round_float does. 13 operations per element instead of 27 (loops hoist top). */
+QS_HD float qs_round_float_small(float x, const qs_ftraits *t) {
+    const uint32_t u = qs_f2u(x);
+    const uint32_t sign = u & QS_F32_SIGN;
+    const uint32_t a = u & ~QS_F32_SIGN;
+    const uint32_t top = qs_ftraits_top_bits(t);
+    uint32_t e = a & QS_F32_INF_BITS;
+    e = e < t->min_normal_bits ? t->min_normal_bits : e;
+    e = e > top ? top : e;
+    const float c = qs_u2f(e + (t->shift << 23));
+    float r = (qs_u2f(a) + c) - c;
+    r = qs_select(r > t->max_normal, t->overflow, r);
+    r = qs_select(a > QS_F32_INF_BITS, qs_u2f(a), r);
+    return qs_u2f(sign | qs_f2u(r));
+}
+
 /* x rounded onto the format's grid. `rounding` is qs_rounding, u24 the element's random bits (stochastic only).
    Normal range: drop `shift` mantissa bits of |x| and round up by one unit when RNE (or the stochastic draw)
    says so; the carry may move into the exponent, which is exactly the next binade's grid. Below 2^emin the grid is
@@ -296,6 +333,7 @@ typedef struct qs_ftraits {
    input does the same; a NaN input is returned as is. Both ranges are computed and one is selected, so that the
    function is straight-line code (vectorizable); the unused path may overflow harmlessly. */
 QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint32_t u24) {
+    if (rounding == QS_ROUND_RNE_SMALL) return qs_round_float_small(x, t);
     const uint32_t u = qs_f2u(x);
     const uint32_t sign = u & QS_F32_SIGN;
     const uint32_t a = u & ~QS_F32_SIGN;
