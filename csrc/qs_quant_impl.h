@@ -348,10 +348,10 @@ static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
 #define QS_CALL_DT(CALL, DT) CALL(DT)
 #define QS_DISPATCH_DT(CALL) QS_RUN_DT(QS_CALL_DT, CALL)
 
-/* One function per family, each instantiating its (rounding, mask mode, dtype) variants; each is defined in its
-   own translation unit (qs_quant_<family>.c), so that the build compiles them in parallel. */
-/* One function (with its SIMD clones) per dtype: the compiler's register allocation and dataflow passes grow
-   faster than the function, and one function of every instantiation took minutes longer to compile. */
+/* One function per family, each defined in its own translation unit (qs_quant_<family>.c), so that the build
+   compiles them in parallel, dispatching to one function (with its SIMD clones) per dtype that instantiates the
+   rounding and mask-mode variants: the compiler's register allocation and dataflow passes grow faster than the
+   function, and one function of every instantiation took minutes longer to compile. */
 #define QS_DEFINE_RUN_DT(NAME, FAM, DT)                                                             \
     static QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {  \
         QS_UNITS_RND(FAM, DT);                                                                       \

@@ -38,6 +38,16 @@ QS_ALWAYS_INLINE uint32_t fast_amax(const float *buf, int64_t m, uint32_t amax) 
     return amax;
 }
 
+/* What a midpoint adds to the grid value of quotient y: its step (bits) when y > mid, else +0. Every midpoint adds
+   unconditionally, the step selected by an integer mask: a conditional addition, or a float select on a float
+   comparison, is control flow that GCC if-converts only into masked vector instructions (AVX-512) under IEEE
+   exception semantics, so the AVX2 and baseline clones ran these loops scalar with a branch per midpoint (25x
+   slower). Adding +0 changes nothing but a -0 partial sum into +0, and the total is the same: the partial sums
+   other than the first start at +0. */
+QS_ALWAYS_INLINE float lut_step(float y, float mid, uint32_t step) {
+    return qs_u2f(step & (0u - (uint32_t)(y > mid)));
+}
+
 /* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g: lo plus the
    steps of the midpoints below it, as qs_lut_nearest, times the scale (f16: rounded to binary16), clamped to
    +-ymax. nm: the grid's midpoints, a literal for grids of 7, 8, 15 or 16 values, whose midpoints stay in registers
@@ -49,18 +59,13 @@ QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float y
     uint32_t step[QS_LUT_MAX_VALUES - 1]; /* bit patterns */
     int64_t j;
     int32_t k;
-    /* Each midpoint adds its step or +0 unconditionally, the step selected by an integer mask: a conditional
-       addition, or a float select on a float comparison, is control flow that GCC if-converts only into masked
-       vector instructions (AVX-512) under IEEE exception semantics, so the AVX2 and baseline clones ran these
-       loops scalar with a branch per midpoint (25x slower). Adding +0 changes nothing but a -0 partial sum into
-       +0, and the total is the same: the partial sums a1..a3 start at +0. */
-#define QS_LUT_STEP(K) qs_u2f(step[K] & (0u - (uint32_t)(y > mid[K])))
+#define QS_LUT_STEP(K) lut_step(y, mid[K], step[K])
     if (nm == 0) {
         for (j = 0; j < m; j++) out[j] = lo;
         for (k = 0; k < g->n - 1; k++) {
             const float mk = g->mid[k];
             const uint32_t sk = qs_f2u(g->step[k]);
-            for (j = 0; j < m; j++) out[j] += qs_u2f(sk & (0u - (uint32_t)(ybuf[j] > mk)));
+            for (j = 0; j < m; j++) out[j] += lut_step(ybuf[j], mk, sk);
         }
     }
     for (k = 0; k < nm; k++) {
@@ -325,8 +330,8 @@ QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const 
     lut_units(jb, u0, u1, DT, jb->mask_mode, jb->lut->scale == QS_LUT_SCALE_POW2, jb->lut->f16)
 QS_CLONES void qs_run_lut(const qs_job *jb, int64_t u0, int64_t u1) { QS_DISPATCH_DT(QS_LUT_DT) }
 #else
-/* One function (with its SIMD clones) per dtype, scale and profile, each instantiating the mask modes and group
-   sizes: as one function, the 108 instantiations took the compiler's loop-invariant motion over 20 minutes once
+/* One function (with its SIMD clones) per dtype, scale and profile, each instantiating the mask modes: as one
+   function, the 108 instantiations took the compiler's loop-invariant motion over 20 minutes once
    the AVX2 and baseline loops vectorized (its cost grows faster than the function). */
 #define QS_LUT_FN(NAME, DT, POW2, F16) \
     static QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1) { QS_LUT_MM(DT, POW2, F16); }

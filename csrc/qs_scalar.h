@@ -297,11 +297,11 @@ QS_HD int32_t qs_ftraits_small(const qs_ftraits *t) {
 }
 
 /* Rounding modes below QS_ROUND_RNE_SMALL are qs_rounding values; this one is internal to the kernels: RNE computed
-   by qs_round_float_small, for formats with ft.small. */
+   by qs_round_float_small, for formats where qs_ftraits_small holds. */
 #define QS_ROUND_RNE_SMALL 16
 
-/* qs_round_float with RNE, the same bits, for a format whose exponent range is small enough (t->small: every
-   format of up to 8 bits, and float16): the processor's own RNE does the rounding. With e the binade of |x|
+/* qs_round_float with RNE, the same bits, for a format whose exponent range is small enough (qs_ftraits_small:
+   every format of up to 8 bits, and float16): the processor's own RNE does the rounding. With e the binade of |x|
    clamped to [emin, top], c = 2^(e + shift) has its ulp at the format's spacing in that binade (2^(e - mbits),
    below 2^emin the subnormal spacing), so |x| + c rounds |x| to that spacing, ties to even (c is an even multiple
    of it), and subtracting c is exact. A carry into the next binade is its grid value; |x| >= 2^(top+1) rounds to a
