@@ -5,9 +5,10 @@
  * agree, in loops over the elements of a group that vectorize:
  * - a group is loaded once (in chunks of QS_LUT_FAST_CHUNK when it is longer), its max
  *   |x| is an integer reduction, and each element's grid value is the sum of the steps of the midpoints below it,
- *   with the grid's midpoints unrolled into registers (grids of 7, 8, 15 and 16 values); with several grids, each
- *   grid's outputs and squared errors come from that one load, and the outputs of the best grid so far are kept,
- *   so the chosen grid is not computed twice; grids of equal scale share one division;
+ *   a pair of midpoints +-m taken by one integer comparison of |y| (lut_split), with the midpoints of BitMoD's and
+ *   ANT's 3- and 4-bit grids unrolled into registers; with several grids, each grid's outputs and squared errors
+ *   come from that one load, and the outputs of the best grid so far are kept, so the chosen grid is not computed
+ *   twice; grids of equal scale share one division, and grids with the same pairs their sum;
  * - the bitmod profile runs the same loops with its binary16 roundings (qs_lut.h) as a literal, and its int{b} and
  *   int{b}_asym grids as rint and clamp; its error sums are exact in double (qs_lut_total), so lanes may split them.
  */
@@ -42,55 +43,147 @@ QS_ALWAYS_INLINE uint32_t fast_amax(const float *buf, int64_t m, uint32_t amax) 
    unconditionally, the step selected by an integer mask: a conditional addition, or a float select on a float
    comparison, is control flow that GCC if-converts only into masked vector instructions (AVX-512) under IEEE
    exception semantics, so the AVX2 and baseline clones ran these loops scalar with a branch per midpoint (25x
-   slower). Adding +0 changes nothing but a -0 partial sum into +0, and the total is the same: the partial sums
-   other than the first start at +0. */
+   slower). Adding +0 changes nothing but a -0 partial sum into +0, and no partial sum here can be -0. */
 QS_ALWAYS_INLINE float lut_step(float y, float mid, uint32_t step) {
     return qs_u2f(step & (0u - (uint32_t)(y > mid)));
 }
 
-/* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g: lo plus the
-   steps of the midpoints below it, as qs_lut_nearest, times the scale (f16: rounded to binary16), clamped to
-   +-ymax. nm: the grid's midpoints, a literal for grids of 7, 8, 15 or 16 values, whose midpoints stay in registers
-   while the loop over elements runs straight-line code; 0: any size, one pass over the chunk per midpoint. */
-QS_ALWAYS_INLINE void quant_nm(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
-                               int64_t m, const int32_t pow2, const int32_t f16, const int32_t nm) {
-    const float s = p->s, gc = g->c, lo = g->lo;
-    float mid[QS_LUT_MAX_VALUES - 1];
-    uint32_t step[QS_LUT_MAX_VALUES - 1]; /* bit patterns */
+/* A nearest-value grid as this kernel evaluates qs_lut_nearest. Its midpoints are pairs +-m (m > 0, equal steps:
+   all of a symmetric grid's but 0) and extras (0, and those of values on one side only, such as BitMoD's extra
+   value). For y >= 0 a pair adds step + step [y > m], for y < 0 step - step [|y| >= m], so
+       qs_lut_nearest(y) = base + sgn(y) A + B,
+   base = lo + the pairs' steps, A = the steps of the pairs that |y| passes (>, or >= for y < 0), B = the steps of
+   the extras below y. "|y| passes m" is one integer comparison, key(y) > bits(m) with key(y) = bits(|y|) + the sign
+   bit: positive floats order as their bits, and bits(|y|) + 1 > bits(m) is |y| >= m. Every sum is a small integer,
+   exact in any order; base is +0 rather than -0, A >= +0 and B >= +0, so a zero is +0 as in qs_lut_nearest. A
+   symmetric grid takes half the comparisons, and grids with the same pairs (BitMoD's ER and EA pairs) one
+   base + sgn(y) A for a quotient. */
+typedef struct lut_split {
+    int32_t np, nx; /* pairs, extras */
+    int32_t core;   /* the first grid of the format with the same pairs */
+    float base;
+    uint32_t pmid[QS_LUT_MAX_VALUES / 2], pstep[QS_LUT_MAX_VALUES / 2]; /* bits of m > 0 and of its step */
+    float xmid[QS_LUT_MAX_VALUES - 1];
+    uint32_t xstep[QS_LUT_MAX_VALUES - 1];
+} lut_split;
+
+static void lut_split_make(const qs_lut_grid *g, lut_split *sp) {
+    uint8_t paired[QS_LUT_MAX_VALUES - 1] = {0};
+    float base = g->lo;
+    int32_t k, i;
+    sp->np = sp->nx = 0;
+    for (k = 0; k < g->n - 1; k++) { /* ascending: the pairs in the order of m */
+        if (!(g->mid[k] > 0.0f)) continue;
+        for (i = 0; i < k && !(g->mid[i] == -g->mid[k] && g->step[i] == g->step[k]); i++) {}
+        if (i == k) continue;
+        paired[k] = paired[i] = 1;
+        sp->pmid[sp->np] = qs_f2u(g->mid[k]);
+        sp->pstep[sp->np++] = qs_f2u(g->step[k]);
+        base += g->step[k];
+    }
+    for (k = 0; k < g->n - 1; k++)
+        if (!paired[k]) {
+            sp->xmid[sp->nx] = g->mid[k];
+            sp->xstep[sp->nx++] = qs_f2u(g->step[k]);
+        }
+    sp->base = base + 0.0f; /* +0 for a zero */
+}
+
+/* The splits of a format's grids (only NEAREST grids have pairs and extras). */
+static void lut_splits(const qs_lut_traits *lt, lut_split *sp) {
+    int32_t c, d;
+    for (c = 0; c < lt->count; c++) {
+        const lut_split *s = &sp[c];
+        sp[c].np = sp[c].nx = 0;
+        sp[c].base = 0.0f;
+        sp[c].core = c;
+        if (lt->g[c].kind != QS_LUT_NEAREST) continue;
+        lut_split_make(&lt->g[c], &sp[c]);
+        for (d = 0; d < c; d++)
+            if (lt->g[d].kind == QS_LUT_NEAREST && sp[d].np == s->np && sp[d].base == s->base &&
+                memcmp(sp[d].pmid, s->pmid, sizeof(uint32_t) * (size_t)s->np) == 0 &&
+                memcmp(sp[d].pstep, s->pstep, sizeof(uint32_t) * (size_t)s->np) == 0) {
+                sp[c].core = sp[d].core;
+                break;
+            }
+    }
+}
+
+/* What pair (mid, step) adds to A for key(y). */
+QS_ALWAYS_INLINE float pair_step(int32_t key, uint32_t mid, uint32_t step) {
+    return qs_u2f(step & (0u - (uint32_t)(key > (int32_t)mid)));
+}
+
+QS_ALWAYS_INLINE int32_t pair_key(uint32_t u) { return (int32_t)((u & ~QS_F32_SIGN) + (u >> 31)); }
+
+/* base + sgn(y) A, A >= +0 */
+QS_ALWAYS_INLINE float pair_sum(float base, float a, uint32_t u) { return base + qs_u2f(qs_f2u(a) | (u & QS_F32_SIGN)); }
+
+/* abuf[j] = base + sgn(y) A of quotient ybuf[j]. np: the pairs, a literal (2, 3, 6, 7: BitMoD's and ANT's 3- and
+   4-bit grids), whose midpoints stay in registers while the loop over elements runs straight-line code; 0: any
+   number, one pass over the chunk per pair. */
+QS_ALWAYS_INLINE void lut_core(const lut_split *sp, const float *ybuf, float *abuf, int64_t m, const int32_t np) {
+    const float base = sp->base;
+    uint32_t mid[QS_LUT_MAX_VALUES / 2], step[QS_LUT_MAX_VALUES / 2];
     int64_t j;
     int32_t k;
-#define QS_LUT_STEP(K) lut_step(y, mid[K], step[K])
-    if (nm == 0) {
-        for (j = 0; j < m; j++) out[j] = lo;
-        for (k = 0; k < g->n - 1; k++) {
-            const float mk = g->mid[k];
-            const uint32_t sk = qs_f2u(g->step[k]);
+    if (np == 0) {
+        for (j = 0; j < m; j++) abuf[j] = 0.0f;
+        for (k = 0; k < sp->np; k++) {
+            const uint32_t mk = sp->pmid[k], sk = sp->pstep[k];
+            for (j = 0; j < m; j++) abuf[j] += pair_step(pair_key(qs_f2u(ybuf[j])), mk, sk);
+        }
+        for (j = 0; j < m; j++) abuf[j] = pair_sum(base, abuf[j], qs_f2u(ybuf[j]));
+        return;
+    }
+    for (k = 0; k < np; k++) {
+        mid[k] = sp->pmid[k];
+        step[k] = sp->pstep[k];
+    }
+    for (j = 0; j < m; j++) {
+        const uint32_t u = qs_f2u(ybuf[j]);
+        const int32_t key = pair_key(u);
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f; /* short dependency chains */
+        QS_UNROLL
+        for (k = 0; k + 4 <= np; k += 4) {
+            a0 += pair_step(key, mid[k], step[k]);
+            a1 += pair_step(key, mid[k + 1], step[k + 1]);
+            a2 += pair_step(key, mid[k + 2], step[k + 2]);
+            a3 += pair_step(key, mid[k + 3], step[k + 3]);
+        }
+        QS_UNROLL
+        for (; k < np; k++) a0 += pair_step(key, mid[k], step[k]);
+        abuf[j] = pair_sum(base, (a0 + a1) + (a2 + a3), u);
+    }
+}
+
+/* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g, from its
+   base + sgn(y) A (abuf[j], lut_core): plus B, times the scale (f16: rounded to binary16), clamped to +-ymax. nx:
+   the extras, a literal (0, 1, 3), or -1: any number, one pass over the chunk per extra. */
+QS_ALWAYS_INLINE void lut_final(const lut_split *sp, const qs_lut_grid *g, const qs_lut_gp *p, float ymax,
+                                const float *ybuf, const float *abuf, float *out, int64_t m, const int32_t nx,
+                                const int32_t pow2, const int32_t f16) {
+    const float s = p->s, gc = g->c;
+    float mid[3];
+    uint32_t step[3];
+    int64_t j;
+    int32_t k;
+    if (nx < 0) {
+        for (j = 0; j < m; j++) out[j] = abuf[j];
+        for (k = 0; k < sp->nx; k++) {
+            const float mk = sp->xmid[k];
+            const uint32_t sk = sp->xstep[k];
             for (j = 0; j < m; j++) out[j] += lut_step(ybuf[j], mk, sk);
         }
     }
-    for (k = 0; k < nm; k++) {
-        mid[k] = g->mid[k];
-        step[k] = qs_f2u(g->step[k]);
+    for (k = 0; k < nx; k++) {
+        mid[k] = sp->xmid[k];
+        step[k] = sp->xstep[k];
     }
     for (j = 0; j < m; j++) {
-        const float y = ybuf[j];
-        float q, o;
-        if (nm) { /* four partial sums: short dependency chains; every sum is a small integer, so exact */
-            float a0 = lo, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
-            QS_UNROLL
-            for (k = 0; k + 4 <= nm; k += 4) {
-                a0 += QS_LUT_STEP(k);
-                a1 += QS_LUT_STEP(k + 1);
-                a2 += QS_LUT_STEP(k + 2);
-                a3 += QS_LUT_STEP(k + 3);
-            }
-            QS_UNROLL
-            for (; k < nm; k++) a0 += QS_LUT_STEP(k);
-            q = (a0 + a1) + (a2 + a3);
-        } else {
-            q = out[j];
-        }
-#undef QS_LUT_STEP
+        float q = nx < 0 ? out[j] : abuf[j], o;
+        QS_UNROLL
+        for (k = 0; k < nx; k++) q += lut_step(ybuf[j], mid[k], step[k]);
         o = pow2 ? (q * gc) * s : q * s;
         if (f16) o = qs_f16r(o);
         out[j] = qs_clampf(o, -ymax, ymax);
@@ -127,45 +220,63 @@ QS_ALWAYS_INLINE void fast_div(const qs_lut_grid *g, const qs_lut_gp *p, const f
     }
 }
 
-/* quant_nm for each literal (nm, pow2, f16) as a function of its own (with its SIMD clones), called once per
-   group and grid: inlined into every group-size, mask and dtype instantiation, its unrolled vector loops made the
-   file take a quarter of an hour to compile. */
-#define QS_QNM_FN(NM, POW2, F16)                                                                              \
-    static QS_CLONES void quant_nm_##NM##_##POW2##_##F16(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, \
-                                                         const float *ybuf, float *out, int64_t m) {         \
-        quant_nm(g, p, ymax, ybuf, out, m, POW2, F16, NM);                                                    \
+/* lut_core for each literal np and lut_final for each literal (nx, pow2, f16) as functions of their own (with
+   their SIMD clones), called once per group and grid: inlined into every mask and dtype instantiation, such
+   unrolled vector loops made this file take a quarter of an hour to compile. */
+#define QS_CORE_FN(NP)                                                                                        \
+    static QS_CLONES void lut_core_##NP(const lut_split *sp, const float *ybuf, float *abuf, int64_t m) {    \
+        lut_core(sp, ybuf, abuf, m, NP);                                                                      \
     }
-#define QS_QNM_FNS(POW2, F16)                                                         \
-    QS_QNM_FN(6, POW2, F16) QS_QNM_FN(7, POW2, F16) QS_QNM_FN(14, POW2, F16) QS_QNM_FN(15, POW2, F16) \
-    QS_QNM_FN(0, POW2, F16)
-QS_QNM_FNS(0, 0)
-QS_QNM_FNS(0, 1)
-QS_QNM_FNS(1, 0)
-QS_QNM_FNS(1, 1)
+QS_CORE_FN(0)
+QS_CORE_FN(2)
+QS_CORE_FN(3)
+QS_CORE_FN(6)
+QS_CORE_FN(7)
+#define QS_FINAL_FN(NAME, NX, POW2, F16)                                                                       \
+    static QS_CLONES void lut_final_##NAME##_##POW2##_##F16(const lut_split *sp, const qs_lut_grid *g,          \
+                                                              const qs_lut_gp *p, float ymax, const float *ybuf, \
+                                                              const float *abuf, float *out, int64_t m) {       \
+        lut_final(sp, g, p, ymax, ybuf, abuf, out, m, NX, POW2, F16);                                          \
+    }
+#define QS_FINAL_FNS(POW2, F16) \
+    QS_FINAL_FN(0, 0, POW2, F16) QS_FINAL_FN(1, 1, POW2, F16) QS_FINAL_FN(3, 3, POW2, F16) QS_FINAL_FN(any, -1, POW2, F16)
+QS_FINAL_FNS(0, 0)
+QS_FINAL_FNS(0, 1)
+QS_FINAL_FNS(1, 0)
+QS_FINAL_FNS(1, 1)
 
-#define QS_QNM_CALL(POW2, F16)                                                                   \
+#define QS_FINAL_CALL(POW2, F16)                                                                 \
     do {                                                                                         \
-        switch (g->n - 1) {                                                                      \
-        case 6: quant_nm_6_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                      \
-        case 7: quant_nm_7_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                      \
-        case 14: quant_nm_14_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                    \
-        case 15: quant_nm_15_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                    \
-        default: quant_nm_0_##POW2##_##F16(g, p, ymax, ybuf, out, m); break;                     \
+        switch (sp->nx) {                                                                        \
+        case 0: lut_final_0_##POW2##_##F16(sp, g, p, ymax, ybuf, abuf, out, m); break;           \
+        case 1: lut_final_1_##POW2##_##F16(sp, g, p, ymax, ybuf, abuf, out, m); break;           \
+        case 3: lut_final_3_##POW2##_##F16(sp, g, p, ymax, ybuf, abuf, out, m); break;           \
+        default: lut_final_any_##POW2##_##F16(sp, g, p, ymax, ybuf, abuf, out, m); break;        \
         }                                                                                        \
     } while (0)
 
-/* out = grid g's values of the quotients ybuf. */
-QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const qs_lut_gp *p, float ymax, const float *ybuf, float *out,
-                                 int64_t m, const int32_t pow2, const int32_t f16) {
+/* out = grid g's values of the quotients ybuf; core: abuf does not hold this grid's base + sgn(y) A of them yet. */
+QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const lut_split *sp, const qs_lut_gp *p, float ymax,
+                                 const float *ybuf, float *abuf, float *out, int64_t m, int32_t core,
+                                 const int32_t pow2, const int32_t f16) {
     if (f16 && g->kind != QS_LUT_NEAREST) {
         if (g->kind == QS_LUT_ASYM) quant_int(g, p, ymax, ybuf, out, m, 1);
         else quant_int(g, p, ymax, ybuf, out, m, 0);
         return;
     }
-    if (pow2 && f16) QS_QNM_CALL(1, 1);
-    else if (pow2) QS_QNM_CALL(1, 0);
-    else if (f16) QS_QNM_CALL(0, 1);
-    else QS_QNM_CALL(0, 0);
+    if (core) {
+        switch (sp->np) {
+        case 2: lut_core_2(sp, ybuf, abuf, m); break;
+        case 3: lut_core_3(sp, ybuf, abuf, m); break;
+        case 6: lut_core_6(sp, ybuf, abuf, m); break;
+        case 7: lut_core_7(sp, ybuf, abuf, m); break;
+        default: lut_core_0(sp, ybuf, abuf, m); break;
+        }
+    }
+    if (pow2 && f16) QS_FINAL_CALL(1, 1);
+    else if (pow2) QS_FINAL_CALL(1, 0);
+    else if (f16) QS_FINAL_CALL(0, 1);
+    else QS_FINAL_CALL(0, 0);
 }
 
 /* lanes[j % 8] += (out[j] - buf[j])^2 over a chunk that starts at a multiple of 8 in its group. */
@@ -212,15 +323,15 @@ static void minmax_scan(const float *buf, int64_t m, float *vmin, float *vmax) {
 /* One group: its statistics, its grid (the first with the strictly smallest error: from +Inf, or from BitMoD's
    1e3, which may leave no grid, QS_LUT_NO_CHOICE, and zeros), its choice (jb->choice), record (jb->qp_out) and
    outputs (jb->y). mm: qs_mask_mode; pow2: BitMoD's MX scale; f16: the bitmod profile. */
-QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64_t n, int64_t k, const int32_t dt,
-                                const int32_t mm, const int32_t pow2, const int32_t f16) {
+QS_ALWAYS_INLINE void lut_group(const qs_job *jb, const lut_split *sp, int64_t row, int64_t c0, int64_t n, int64_t k,
+                                const int32_t dt, const int32_t mm, const int32_t pow2, const int32_t f16) {
     const qs_lut_traits *lt = jb->lut;
     const float ymax = qs_dtype_max(dt);
     const char *xr = jb->x + row * jb->x_stride;
     const uint8_t *mr = mm != QS_MASK_NONE ? jb->mask + row * jb->m_stride : NULL;
     const int32_t before = mm == QS_MASK_BEFORE;
     const int32_t once = n <= QS_LUT_FAST_CHUNK; /* the whole group fits the buffer: one load */
-    float buf[QS_LUT_FAST_CHUNK], ybuf[QS_LUT_FAST_CHUNK], out[2][QS_LUT_FAST_CHUNK];
+    float buf[QS_LUT_FAST_CHUNK], ybuf[QS_LUT_FAST_CHUNK], abuf[QS_LUT_FAST_CHUNK], out[2][QS_LUT_FAST_CHUNK];
     int32_t choice = 0, kept = -1, slot = 0, loaded = 0;
     qs_lut_gp gp;
     int64_t j0, j;
@@ -246,7 +357,7 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
         }
         if (gp.mode != QS_GP_NAN && lt->count > 1) {
             float best = f16 ? 1e3f : qs_u2f(QS_F32_INF_BITS), ys = 0.0f; /* ys: the scale ybuf holds */
-            int32_t c;
+            int32_t c, held = -1; /* the core whose base + sgn(y) A of ybuf abuf holds */
             choice = f16 ? QS_LUT_NO_CHOICE : 0;
             for (c = 0; c < lt->count; c++) {
                 const qs_lut_gp p = qs_lut_params(lt, &lt->g[c], qs_u2f(amax), vmin, vmax);
@@ -263,12 +374,15 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
                 for (j0 = 0; j0 < n; j0 += QS_LUT_FAST_CHUNK) {
                     const int64_t m = n - j0 < QS_LUT_FAST_CHUNK ? n - j0 : QS_LUT_FAST_CHUNK;
                     if (!once) fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
-                    if (!once || p.s != ys) fast_div(&lt->g[c], &p, buf, ybuf, m, pow2, f16);
-                    fast_quant(&lt->g[c], &p, ymax, ybuf, out[slot], m, pow2, f16);
+                    const int32_t fresh = !once || p.s != ys;
+                    if (fresh) fast_div(&lt->g[c], &p, buf, ybuf, m, pow2, f16);
+                    fast_quant(&lt->g[c], &sp[c], &p, ymax, ybuf, abuf, out[slot], m, fresh || sp[c].core != held,
+                               pow2, f16);
                     if (f16) fast_sqerr16(buf, out[slot], m, exact, n <= QS_LUT_EXACT_MAX);
                     else fast_sqerr(buf, out[slot], m, lanes);
                 }
                 ys = once ? p.s : 0.0f;
+                held = once && lt->g[c].kind == QS_LUT_NEAREST ? sp[c].core : -1;
                 for (l = 0; l < QS_LUT_LANES; l++) sum += exact[l];
                 total = qs_lut_total(lanes, sum, n, f16);
                 if (total < best) {
@@ -299,12 +413,13 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
         } else {
             if (!loaded) fast_load(xr, mr, c0 + j0, m, buf, dt, before, f16);
             fast_div(&lt->g[choice], &gp, buf, ybuf, m, pow2, f16);
-            fast_quant(&lt->g[choice], &gp, ymax, ybuf, out[0], m, pow2, f16);
+            fast_quant(&lt->g[choice], &sp[choice], &gp, ymax, ybuf, abuf, out[0], m, 1, pow2, f16);
         }
+        /* the outputs are finite or qs_qnan, which the NaN-less bfloat16 rounding keeps a NaN */
         if (mm != QS_MASK_NONE)
-            for (j = 0; j < m; j++) qs_store(yr, c0 + j0 + j, dt, qs_select(mr[c0 + j0 + j], o[j], 0.0f));
+            for (j = 0; j < m; j++) qs_store_notnan(yr, c0 + j0 + j, dt, qs_select(mr[c0 + j0 + j], o[j], 0.0f));
         else
-            for (j = 0; j < m; j++) qs_store(yr, c0 + j0 + j, dt, o[j]);
+            for (j = 0; j < m; j++) qs_store_notnan(yr, c0 + j0 + j, dt, o[j]);
     }
 }
 
@@ -313,10 +428,12 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, int64_t row, int64_t c0, int64
    anyway.) */
 QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const int32_t dt, const int32_t mm,
                                 const int32_t pow2, const int32_t f16) {
+    lut_split sp[QS_LUT_MAX_CANDIDATES];
     qs_unit c = unit_first(jb, u0);
     int64_t u;
+    lut_splits(jb->lut, sp);
     for (u = u0; u < u1; u++, unit_next(jb, &c))
-        lut_group(jb, c.row, c.c0, c.n, u % jb->units_per_row, dt, mm, pow2, f16);
+        lut_group(jb, sp, c.row, c.c0, c.n, u % jb->units_per_row, dt, mm, pow2, f16);
 }
 
 #define QS_LUT_MM(DT, POW2, F16)                                                                  \

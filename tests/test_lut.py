@@ -213,6 +213,17 @@ def test_fp4_ties_go_to_the_lower_value():
     assert y.tolist()[0] == [16.0, 12.0, -12.0, 16.0, 8.0, -12.0]
 
 
+@pytest.mark.parametrize("name", ["flint4", "fp4_er_pos", "fp4_ea_neg", "mixed_bitmod4", "mixed_ant3", "mx_fp4"])
+@pytest.mark.parametrize("dtype", [F32, BF16], ids=["f32", "bf16"])
+def test_grid_zero_is_positive_zero(name, dtype):
+    # the grid's 0 is +0 (BitMoD's grid value times the scale): -0 and negative values that round to 0 give +0
+    x = torch.tensor([[8.0, -0.0, -1e-3, -1e-30, 1e-3, 0.0, -5.0, 5.0] * 4], dtype=dtype)
+    y = qsparse.fake_quant(x, name, group_size=32)[0]
+    zeros = y.view(4, 8)[:, 1:6]
+    assert bool((zeros == 0).all()) and not bool(torch.signbit(zeros).any()), (name, y[:8].tolist())
+    assert bool((y.view(4, 8)[:, 6] < 0).all()) and bool((y.view(4, 8)[:, 7] > 0).all()), name
+
+
 def test_mixed_takes_the_grid_with_the_smallest_error():
     # one group where +10 is the only good value (er_pos), one where -16 is (ea_neg); scale amax / max|grid|
     g1 = [10.0, 10.0, 10.0, 12.0, 1.0, 0.0, 0.0, 0.0]
