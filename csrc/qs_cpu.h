@@ -38,6 +38,13 @@
 #define QS_ALWAYS_INLINE static inline
 #endif
 
+/* A function that stays one (the compiler may not merge it into its caller). */
+#if defined(__GNUC__)
+#define QS_NOINLINE __attribute__((noinline))
+#else
+#define QS_NOINLINE
+#endif
+
 /* Full unrolling of a short loop with a literal trip count, so that the loop around it sees straight-line code. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define QS_UNROLL _Pragma("GCC unroll 16")

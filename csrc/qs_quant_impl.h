@@ -1,8 +1,9 @@
 /*
  * qs_quant_impl.h -- the CPU fake-quantization kernels, instantiated once per format family by
- * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c, qs_quant_float.c and
- * qs_quant_scaled.c (both scaled families) and qs_quant_llmq.c; the lookup grids have their own kernel (qs_quant_lut.c); the entry
- * point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for the conventions.
+ * qs_quant_int_sym.c, qs_quant_int_full.c, qs_quant_int_asym.c, qs_quant_bfp.c, qs_quant_float.c,
+ * qs_quant_scaled.c, qs_quant_scaled_pow2.c, qs_quant_scaled_fpq.c and qs_quant_llmq.c; the lookup grids have their
+ * own kernel (qs_quant_lut.c); the entry point and the per-tensor statistics are in qs_quant.c. See qs_quant.c for
+ * the conventions.
  */
 #ifndef QS_QUANT_IMPL_H
 #define QS_QUANT_IMPL_H
@@ -302,43 +303,14 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
 }
 
 
-#define QS_UNITS(FAM, RND, MM, DT) units_t(jb, u0, u1, fixed, FAM, RND, MM, DT, 0)
-/* The common case (RNE, no mask, groups of 16..128) gets group sizes as constants. */
-#define QS_UNITS_FAST(FAM, DT)                                                                     \
-    do {                                                                                           \
-        if (fixed) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                        \
-        else if (jb->group == 16) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 16);        \
-        else if (jb->group == 32) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 32);        \
-        else if (jb->group == 64) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 64);        \
-        else if (jb->group == 128) units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 128);      \
-        else units_t(jb, u0, u1, fixed, FAM, 0, QS_MASK_NONE, DT, 0);                              \
-    } while (0)
-#define QS_UNITS_MM(FAM, RND, DT)                                      \
-    do {                                                               \
-        if (jb->mask_mode == QS_MASK_NONE && !(RND)) QS_UNITS_FAST(FAM, DT);                \
-        else if (jb->mask_mode == QS_MASK_NONE) QS_UNITS(FAM, RND, QS_MASK_NONE, DT);     \
-        else if (jb->mask_mode == QS_MASK_BEFORE) QS_UNITS(FAM, RND, QS_MASK_BEFORE, DT); \
-        else QS_UNITS(FAM, RND, QS_MASK_AFTER, DT);                    \
-    } while (0)
 /* Whether units run with rnd = 1 (the rounding at run time): a rounding other than RNE, or a scaled family's
    element grid too wide for qs_round_float_small (whose RNE the rnd = 0 path assumes). */
 static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
     return kt->rounding != QS_ROUND_RNE ||
            ((kt->family == QS_FAMILY_SCALED || kt->family == QS_FAMILY_SCALED_POW2) && !qs_ftraits_small(&kt->ft));
 }
-/* One instantiation per dtype: rounding, mask mode and group size at run time. */
-#define QS_UNITS_LEAN(FAM, DT) units_t(jb, u0, u1, fixed, FAM, qs_run_rnd(jb->kt), jb->mask_mode, DT, 0)
-#ifdef QS_LEAN
-#define QS_UNITS_RND(FAM, DT) QS_UNITS_LEAN(FAM, DT)
-#else
-#define QS_UNITS_RND(FAM, DT)                                          \
-    do {                                                               \
-        if (qs_run_rnd(jb->kt)) QS_UNITS_MM(FAM, 1, DT);               \
-        else QS_UNITS_MM(FAM, 0, DT);                                  \
-    } while (0)
-#endif
 
-/* CALL(ARG, dtype literal) for the job's dtype; QS_DISPATCH_DT(CALL): CALL(dtype literal). */
+/* CALL(ARG, dtype literal) for the job's dtype. */
 #define QS_RUN_DT(CALL, ARG)                                            \
     switch (jb->dtype) {                                               \
     case QS_DTYPE_F32: CALL(ARG, QS_DTYPE_F32); break;                 \
@@ -346,27 +318,77 @@ static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
     default: CALL(ARG, QS_DTYPE_BF16); break;                          \
     }
 #define QS_CALL_DT(CALL, DT) CALL(DT)
+/* QS_DISPATCH_DT(CALL): CALL(dtype literal) for the job's dtype. */
 #define QS_DISPATCH_DT(CALL) QS_RUN_DT(QS_CALL_DT, CALL)
+/* One instantiation per dtype: rounding, mask mode and group size at run time. */
+#define QS_UNITS_LEAN(FAM, DT) units_t(jb, u0, u1, fixed, FAM, qs_run_rnd(jb->kt), jb->mask_mode, DT, 0)
 
 /* One function per family, each defined in its own translation unit (qs_quant_<family>.c), so that the build
-   compiles them in parallel, dispatching to one function (with its SIMD clones) per dtype that instantiates the
-   rounding and mask-mode variants: the compiler's register allocation and dataflow passes grow faster than the
-   function, and one function of every instantiation took minutes longer to compile. */
-#define QS_DEFINE_RUN_DT(NAME, FAM, DT)                                                             \
-    static QS_CLONES void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {  \
-        QS_UNITS_RND(FAM, DT);                                                                       \
+   compiles them in parallel. Per dtype, each instantiation of units_t is a function of its own (with its SIMD
+   clones), picked by a plain function: the compiler's dataflow passes grow faster than the function they work
+   on, and one function per dtype that inlined all of them took twice as long to compile. The instantiations: RNE
+   without a mask (_n0: the group size at run time, and the spans of per-tensor and element-wise calls; _n16 ..
+   _n128: the common group sizes as literals), RNE with either mask mode (_b, _a), and the call's rounding
+   (rnd = 1) with each mask mode (_rn, _rb, _ra). */
+#define QS_UNITS_FN(NAME, FAM, RND, MM, DT, GC)                                                      \
+    static QS_CLONES QS_NOINLINE void NAME(const qs_job *jb, int64_t u0, int64_t u1,                 \
+                                           const qs_gparams *fixed) {                                \
+        units_t(jb, u0, u1, fixed, FAM, RND, MM, DT, GC);                                            \
     }
-#define QS_DEFINE_RUN(NAME, FAM)                                                                    \
-    QS_DEFINE_RUN_DT(NAME##_f32, FAM, QS_DTYPE_F32)                                                 \
-    QS_DEFINE_RUN_DT(NAME##_f16, FAM, QS_DTYPE_F16)                                                 \
-    QS_DEFINE_RUN_DT(NAME##_bf16, FAM, QS_DTYPE_BF16)                                               \
-    void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {                   \
-        switch (jb->dtype) {                                                                         \
-        case QS_DTYPE_F32: NAME##_f32(jb, u0, u1, fixed); break;                                     \
-        case QS_DTYPE_F16: NAME##_f16(jb, u0, u1, fixed); break;                                     \
-        default: NAME##_bf16(jb, u0, u1, fixed); break;                                              \
-        }                                                                                            \
+#define QS_UNITS_FNS_SPAN(NAME, FAM, DT)                                                             \
+    QS_UNITS_FN(NAME##_n0, FAM, 0, QS_MASK_NONE, DT, 0)                                              \
+    QS_UNITS_FN(NAME##_b, FAM, 0, QS_MASK_BEFORE, DT, 0)                                             \
+    QS_UNITS_FN(NAME##_a, FAM, 0, QS_MASK_AFTER, DT, 0)                                              \
+    QS_UNITS_FN(NAME##_rn, FAM, 1, QS_MASK_NONE, DT, 0)                                              \
+    QS_UNITS_FN(NAME##_rb, FAM, 1, QS_MASK_BEFORE, DT, 0)                                            \
+    QS_UNITS_FN(NAME##_ra, FAM, 1, QS_MASK_AFTER, DT, 0)
+/* NAME: the instantiation of the job's rounding and mask mode; RNE_NONE: the function for RNE without a mask. */
+#define QS_UNITS_PICK(NAME, RNE_NONE)                                                                \
+    static void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {            \
+        const int32_t mm = jb->mask_mode;                                                             \
+        if (qs_run_rnd(jb->kt))                                                                       \
+            (mm == QS_MASK_NONE ? NAME##_rn : mm == QS_MASK_BEFORE ? NAME##_rb : NAME##_ra)(jb, u0, u1, fixed); \
+        else if (mm != QS_MASK_NONE)                                                                  \
+            (mm == QS_MASK_BEFORE ? NAME##_b : NAME##_a)(jb, u0, u1, fixed);                         \
+        else                                                                                          \
+            RNE_NONE(jb, u0, u1, fixed);                                                              \
     }
+#ifdef QS_LEAN
+#define QS_DEFINE_RUN_DT(NAME, FAM, DT)                                                              \
+    static void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {            \
+        QS_UNITS_LEAN(FAM, DT);                                                                       \
+    }
+#define QS_DEFINE_RUN_SPAN_DT QS_DEFINE_RUN_DT
+#else
+#define QS_DEFINE_RUN_DT(NAME, FAM, DT)                                                              \
+    QS_UNITS_FNS_SPAN(NAME, FAM, DT)                                                                 \
+    QS_UNITS_FN(NAME##_n16, FAM, 0, QS_MASK_NONE, DT, 16)                                            \
+    QS_UNITS_FN(NAME##_n32, FAM, 0, QS_MASK_NONE, DT, 32)                                            \
+    QS_UNITS_FN(NAME##_n64, FAM, 0, QS_MASK_NONE, DT, 64)                                            \
+    QS_UNITS_FN(NAME##_n128, FAM, 0, QS_MASK_NONE, DT, 128)                                          \
+    static void NAME##_n(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {        \
+        const int64_t gs = fixed ? 0 : jb->group;                                                     \
+        (gs == 16 ? NAME##_n16 : gs == 32 ? NAME##_n32 : gs == 64 ? NAME##_n64 : gs == 128 ? NAME##_n128 \
+                  : NAME##_n0)(jb, u0, u1, fixed);                                                    \
+    }                                                                                                 \
+    QS_UNITS_PICK(NAME, NAME##_n)
+/* An element-wise family: its units are always spans (`fixed`), no group-size literals. */
+#define QS_DEFINE_RUN_SPAN_DT(NAME, FAM, DT) QS_UNITS_FNS_SPAN(NAME, FAM, DT) QS_UNITS_PICK(NAME, NAME##_n0)
+#endif
+/* NAME(job, u0, u1, fixed), the family's kernel, dispatching on dtype to DEF's per-dtype functions. */
+#define QS_DEFINE_RUN_WITH(DEF, NAME, FAM)                                                           \
+    DEF(NAME##_f32, FAM, QS_DTYPE_F32)                                                               \
+    DEF(NAME##_f16, FAM, QS_DTYPE_F16)                                                               \
+    DEF(NAME##_bf16, FAM, QS_DTYPE_BF16)                                                             \
+    void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {                    \
+        switch (jb->dtype) {                                                                          \
+        case QS_DTYPE_F32: NAME##_f32(jb, u0, u1, fixed); break;                                      \
+        case QS_DTYPE_F16: NAME##_f16(jb, u0, u1, fixed); break;                                      \
+        default: NAME##_bf16(jb, u0, u1, fixed); break;                                               \
+        }                                                                                             \
+    }
+#define QS_DEFINE_RUN(NAME, FAM) QS_DEFINE_RUN_WITH(QS_DEFINE_RUN_DT, NAME, FAM)
+#define QS_DEFINE_RUN_ELEMENTWISE(NAME, FAM) QS_DEFINE_RUN_WITH(QS_DEFINE_RUN_SPAN_DT, NAME, FAM)
 /* The same for a family whose element loop stays scalar whatever the literals (a libm call per element): one
    instantiation per dtype and no SIMD clones, which would only multiply its compile time. */
 #define QS_DEFINE_RUN_SCALAR(NAME, FAM)                                                             \

@@ -1,8 +1,6 @@
 /* qs_quant_scaled.c -- the CPU fake-quantization kernels of QS_FAMILY_SCALED (binary32 and E4M3 scales, a division
-   per element), of its power-of-two-scale variant QS_FAMILY_SCALED_POW2 (a multiplication) and of the fpquant
-   profile's QS_FAMILY_SCALED_FPQ (qs_quant_impl.h). */
+   per element; qs_quant_impl.h). Its variants have files of their own, so that the build compiles them in
+   parallel: qs_quant_scaled_pow2.c, qs_quant_scaled_fpq.c. */
 #include "qs_quant_impl.h"
 
 QS_DEFINE_RUN(qs_run_scaled, QS_FAMILY_SCALED)
-QS_DEFINE_RUN(qs_run_scaled_pow2, QS_FAMILY_SCALED_POW2)
-QS_DEFINE_RUN(qs_run_scaled_fpq, QS_FAMILY_SCALED_FPQ)
