@@ -190,16 +190,20 @@ QS_HD float qs_round_ties_lower_mag(float a, uint32_t neg) {
 }
 
 /* `rounding` is qs_rounding. */
+/* Every rounding is computed and one selected (qs_select): with `rounding` known only at run time, a conditional
+   expression that skips the others is control flow, which GCC if-converts only into AVX-512's masked instructions
+   (-ftrapping-math: it may not execute a floating point operation the program skips), so the loops around it
+   ran scalar with a branch per element. With a literal `rounding` the others are dead code. */
 QS_HD float qs_round_int(float v, int32_t rounding, uint32_t u24) {
-    return rounding == 1   ? qs_round_stochastic(v, u24)
-           : rounding == 2 ? qs_round_half_away(v)
-           : rounding == 3 ? qs_round_ties_lower(v)
-                           : qs_rint(v);
+    const float sto = qs_round_stochastic(v, u24), away = qs_round_half_away(v), lower = qs_round_ties_lower(v);
+    const float rne = qs_rint(v);
+    return qs_select(rounding == 1, sto, qs_select(rounding == 2, away, qs_select(rounding == 3, lower, rne)));
 }
 
 /* qs_round_int of a magnitude a >= 0 of a value of sign `neg` (elements rounded on magnitudes). */
 QS_HD float qs_round_mag(float a, uint32_t neg, int32_t rounding, uint32_t u24) {
-    return rounding == 3 ? qs_round_ties_lower_mag(a, neg) : qs_round_int(a, rounding, u24);
+    const float lower = qs_round_ties_lower_mag(a, neg), other = qs_round_int(a, rounding, u24);
+    return qs_select(rounding == 3, lower, other);
 }
 
 /* ---- storage dtypes ------------------------------------------------------------------------------------------- */
@@ -356,10 +360,8 @@ QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint3
     /* half away: a tie goes up in magnitude; ties lower: up in magnitude for a negative value only */
     const uint32_t up_away = dropped >= half;
     const uint32_t up_lower = (dropped > half) | ((dropped == half) & (sign >> 31));
-    const uint32_t up = (rounding == 1   ? up_sto
-                         : rounding == 2 ? up_away
-                         : rounding == 3 ? up_lower
-                                         : up_rne) &
+    const uint32_t up = qs_selectu(rounding == 1, up_sto,
+                                   qs_selectu(rounding == 2, up_away, qs_selectu(rounding == 3, up_lower, up_rne))) &
                         1u;
     const float rn = qs_u2f((a & ~low_mask) + (up << t->shift));
     float r = qs_select(a < t->min_normal_bits, rs, rn);
@@ -389,46 +391,40 @@ QS_HD float qs_rint_nonneg(float a) {
 /* Symmetric (int{b}, int{b}_full): y = s * clamp(round(x / s), qmin, qmax), qmin = -qneg. The caller handles
    s == 0. For RNE this is evaluated on magnitudes, which gives the same bits: RNE is odd-symmetric, clamping to
    integer bounds commutes with rounding, and y takes x's sign (a zero result keeps it, as round(-0.3) = -0.0). */
+/* (These and qs_quant_bfp compute both roundings and select one, as qs_round_int does: straight-line code
+   also when `rounding` is known only at run time.) */
 QS_HD float qs_quant_int_sym(float x, float s, float qneg, float qpos, int32_t rounding, uint32_t u24, float ymax) {
-    if (rounding != 0 /* not RNE: stochastic, half away, ties lower on the signed value */) {
-        float q = qs_clampf(qs_round_int(x / s, rounding, u24), -qneg, qpos);
-        return qs_clampf(q * s, -ymax, ymax);
-    } else {
-        float bound = qs_select(qs_f2u(x) >> 31, qneg, qpos);
-        float a = qs_abs(x) / s;
-        float q = qs_rint_nonneg(a < bound ? a : bound);
-        float y = q * s;
-        return qs_copysign(y < ymax ? y : ymax, x);
-    }
+    /* not RNE: stochastic, half away, ties lower on the signed value */
+    const float q = qs_clampf(qs_round_int(x / s, rounding, u24), -qneg, qpos);
+    const float other = qs_clampf(q * s, -ymax, ymax);
+    /* RNE, on the magnitude */
+    const float bound = qs_select(qs_f2u(x) >> 31, qneg, qpos);
+    const float a = qs_abs(x) / s;
+    const float y = qs_rint_nonneg(a < bound ? a : bound) * s;
+    return qs_select(rounding != 0, other, qs_copysign(y < ymax ? y : ymax, x));
 }
 
 /* Asymmetric (GPTQ Quantizer, sym=False): y = s * (clamp(round(x / s) + z, 0, maxq) - z), z an integer in
    [0, maxq]. Clamping x / s to [-z, maxq - z] before rounding is the same clamp (integer bounds), and keeps the
    value small enough for the add-and-subtract rounding; a zero result is +0.0 either way ((-0 + z) - z = +0). */
 QS_HD float qs_quant_int_asym(float x, float s, float z, float maxq, int32_t rounding, uint32_t u24, float ymax) {
-    if (rounding != 0 /* not RNE */) {
-        float q = qs_clampf(qs_round_int(x / s, rounding, u24) + z, 0.0f, maxq);
-        return qs_clampf(s * (q - z), -ymax, ymax);
-    } else {
-        /* (q + z) - z is q exactly for these small integers, so it is left out; the zero it gives is +0.0, as
-           GPTQ's form gives ((+-0 + z) - z = +0). */
-        const float magic = 12582912.0f; /* 1.5 * 2^23: rounds any |v| < 2^22 to an integer, half to even */
-        float v = qs_clampf(x / s, -z, maxq - z);
-        return qs_clampf(s * ((v + magic) - magic), -ymax, ymax);
-    }
+    /* not RNE */
+    const float q = qs_clampf(qs_round_int(x / s, rounding, u24) + z, 0.0f, maxq);
+    const float other = qs_clampf(s * (q - z), -ymax, ymax);
+    /* RNE: (q + z) - z is q exactly for these small integers, so it is left out; the zero it gives is +0.0, as
+       GPTQ's form gives ((+-0 + z) - z = +0). */
+    const float magic = 12582912.0f; /* 1.5 * 2^23: rounds any |v| < 2^22 to an integer, half to even */
+    const float v = qs_clampf(x / s, -z, maxq - z);
+    return qs_select(rounding != 0, other, qs_clampf(s * ((v + magic) - magic), -ymax, ymax));
 }
 
 /* HBFP block: y = clamp(round(x / interval) * interval, -maxv, maxv); x / interval is exact (power of two) and at
    most 2^mbits in magnitude. It is computed as x * inv, inv = 1 / interval (a power of two, exact): the same bits
    as the division. RNE on magnitudes, as above. */
 QS_HD float qs_quant_bfp(float x, float interval, float inv, float maxv, int32_t rounding, uint32_t u24) {
-    if (rounding != 0 /* not RNE */) {
-        float y = qs_round_int(x * inv, rounding, u24) * interval;
-        return qs_clampf(y, -maxv, maxv);
-    } else {
-        float y = qs_rint_nonneg(qs_abs(x) * inv) * interval;
-        return qs_copysign(y < maxv ? y : maxv, x);
-    }
+    const float other = qs_clampf(qs_round_int(x * inv, rounding, u24) * interval, -maxv, maxv); /* not RNE */
+    const float y = qs_rint_nonneg(qs_abs(x) * inv) * interval;
+    return qs_select(rounding != 0, other, qs_copysign(y < maxv ? y : maxv, x));
 }
 
 /* The HBFP shared exponent of a block with finite maximum magnitude amax: e = ceil(log2(amax + 1e-8)), the sum
