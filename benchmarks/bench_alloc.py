@@ -41,12 +41,13 @@ CASES = [  # (label, format, group_size)
 ]
 
 
-def _kernel_into(fmt: str, group):
-    """A function (x, y) that runs the CPU kernel of fake_quant(x, fmt, group_size=group) writing into y
-    (contiguous, same shape and dtype). The ops layer always allocates; this reaches under it, for timing only."""
+def _kernel_into(fmt: str, group, rounding=None, seed: int = 0):
+    """A function (x, y) that runs the CPU kernel of fake_quant(x, fmt, group_size=group, rounding=rounding,
+    seed=seed) writing into y (contiguous, same shape and dtype). The ops layer always allocates; this reaches under
+    it, for timing only."""
     name, group_code, rounding, saturate, mode, observer, compat = op_args(
-        qsparse.formats.Format(fmt, group_size=group))
-    p = ops._params(name, group_code, rounding, 0, saturate, mode, observer, compat)
+        qsparse.formats.Format(fmt, group_size=group, rounding=rounding))
+    p = ops._params(name, group_code, rounding, seed, saturate, mode, observer, compat)
     lib = _lib.cpu()
 
     def run(x: torch.Tensor, y: torch.Tensor) -> None:
