@@ -329,7 +329,8 @@ static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
 /* One function per family, each defined in its own translation unit (qs_quant_<family>.c), so that the build
    compiles them in parallel. Per dtype, each instantiation of units_t is a function of its own (with its SIMD
    clones), picked by a plain function: the compiler's dataflow passes grow faster than the function they work
-   on, and one function per dtype that inlined all of them took twice as long to compile. The instantiations: RNE
+   on, and one function per dtype that inlined all of them took 1.5x-1.7x as long to compile (qs_quant_int_sym.c,
+   the scaled families). The instantiations: RNE
    without a mask (_n0: the group size at run time, and the spans of per-tensor and element-wise calls; _n16 ..
    _n128: the common group sizes as literals), RNE with either mask mode (_b, _a), and the call's rounding
    (rnd = 1) with each mask mode (_rn, _rb, _ra). */

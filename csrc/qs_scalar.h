@@ -189,11 +189,11 @@ QS_HD float qs_round_ties_lower_mag(float a, uint32_t neg) {
     return r + qs_select(neg != 0u, qs_select(t == 0.5f, 1.0f, 0.0f), qs_select(t == -0.5f, -1.0f, 0.0f));
 }
 
-/* `rounding` is qs_rounding. */
-/* Every rounding is computed and one selected (qs_select): with `rounding` known only at run time, a conditional
-   expression that skips the others is control flow, which GCC if-converts only into AVX-512's masked instructions
-   (-ftrapping-math: it may not execute a floating point operation the program skips), so the loops around it
-   ran scalar with a branch per element. With a literal `rounding` the others are dead code. */
+/* `rounding` is qs_rounding. Every rounding is computed and one selected (qs_select): with `rounding` known only
+   at run time, a conditional expression that skips the others is control flow, which GCC if-converts only into
+   AVX-512's masked instructions (-ftrapping-math: it may not execute a floating point operation the program
+   skips), so the loops around it ran scalar with a branch per element. With a literal `rounding` the others are
+   dead code. */
 QS_HD float qs_round_int(float v, int32_t rounding, uint32_t u24) {
     const float sto = qs_round_stochastic(v, u24), away = qs_round_half_away(v), lower = qs_round_ties_lower(v);
     const float rne = qs_rint(v);
