@@ -90,6 +90,16 @@ QS_HD float qs_e4m3_rne(float v) {
     return v >= 0.015625f ? qs_round_mantissa(v, 3) : qs_rint(v * 512.0f) * 0.001953125f;
 }
 
+/* NVFP4's scale of a block with finite max |x| amax (QS_SCALE_MODE_E4M3 with the tensor scale ts when
+   `with_tensor`, else QS_SCALE_MODE_E4M3_BLOCK): bs = amax / max_elem (/ ts), clamped to [2^-6 (torchao's
+   E4M3_EPS), 448] and rounded to E4M3; the scale is ts * bs (bs). Straight-line code: loops over blocks vectorize. */
+QS_HD float qs_e4m3_block_scale(float amax, float max_elem, float ts, const int32_t with_tensor) {
+    float bs = amax / max_elem;
+    if (with_tensor) bs = bs / ts;
+    bs = qs_round_mantissa(qs_clampf(bs, 0.015625f, 448.0f), 3);
+    return with_tensor ? ts * bs : bs;
+}
+
 /* A QS_FAMILY_SCALED group's scale from its finite max |x| (bit pattern b), FORMATS.md sections 3-5 and torchao's
    to_mx / nvfp4_quantize: power-of-two exponents in integers with explicit clamps. */
 QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
@@ -119,7 +129,6 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
         g->s = amax / kt->ft.max_normal;
         if (g->s == 0.0f) g->mode = QS_GP_ZERO;
     } else if (mode == QS_SCALE_MODE_E4M3 || mode == QS_SCALE_MODE_E4M3_BLOCK) {
-        float bs = amax / kt->ft.max_normal;
         if (mode == QS_SCALE_MODE_E4M3) {
             if (!(kt->tscale == kt->tscale)) { /* the tensor holds a NaN or Inf */
                 g->mode = QS_GP_NAN;
@@ -129,11 +138,8 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
                 g->mode = QS_GP_ZERO;
                 return;
             }
-            bs = bs / kt->tscale;
         }
-        bs = qs_clampf(bs, 0.015625f, 448.0f); /* [E4M3's smallest normal 2^-6 (torchao's E4M3_EPS), max] */
-        bs = qs_round_mantissa(bs, 3);
-        g->s = mode == QS_SCALE_MODE_E4M3 ? kt->tscale * bs : bs;
+        g->s = qs_e4m3_block_scale(amax, kt->ft.max_normal, kt->tscale, mode == QS_SCALE_MODE_E4M3);
         if (g->s == 0.0f) g->mode = QS_GP_ZERO; /* a subnormal tensor scale times a small block scale */
     } else {
         int32_t e;

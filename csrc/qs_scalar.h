@@ -303,6 +303,8 @@ QS_HD int32_t qs_ftraits_small(const qs_ftraits *t) {
 /* Rounding modes below QS_ROUND_RNE_SMALL are qs_rounding values; this one is internal to the kernels: RNE computed
    by qs_round_float_small, for formats where qs_ftraits_small holds. */
 #define QS_ROUND_RNE_SMALL 16
+/* The same on a quotient (qs_round_float_small_t's quot). */
+#define QS_ROUND_RNE_QUOT 17
 
 /* qs_round_float with RNE, the same bits, for a format whose exponent range is small enough (qs_ftraits_small:
    every format of up to 8 bits, and float16): the processor's own RNE does the rounding. With e the binade of |x|
@@ -310,8 +312,12 @@ QS_HD int32_t qs_ftraits_small(const qs_ftraits *t) {
    below 2^emin the subnormal spacing), so |x| + c rounds |x| to that spacing, ties to even (c is an even multiple
    of it), and subtracting c is exact. A carry into the next binade is its grid value; |x| >= 2^(top+1) rounds to a
    value above max_normal (top caps e only so that c stays finite); an Inf stays Inf. Overflow, Inf and NaN are then
-   selected as qs_round_float does. 13 operations per element instead of 27 (loops hoist top). */
-QS_HD float qs_round_float_small(float x, const qs_ftraits *t) {
+   selected as qs_round_float does. 13 operations per element instead of 27 (loops hoist top). `quot`: a literal,
+   1 where x is the result of an arithmetic operation (the scaled families' quotient x / s or product x * (1 / s)):
+   a NaN there is quiet, (|x| + c) - c passes it through unchanged (x86 and ARM return a quiet NaN operand as it
+   is), and the NaN select is dropped. Same bits; GCC kept that select's operand by computing x again, a second
+   division per element for NVFP4. */
+QS_HD float qs_round_float_small_t(float x, const qs_ftraits *t, const int32_t quot) {
     const uint32_t u = qs_f2u(x);
     const uint32_t sign = u & QS_F32_SIGN;
     const uint32_t a = u & ~QS_F32_SIGN;
@@ -322,9 +328,11 @@ QS_HD float qs_round_float_small(float x, const qs_ftraits *t) {
     const float c = qs_u2f(e + (t->shift << 23));
     float r = (qs_u2f(a) + c) - c;
     r = qs_select(r > t->max_normal, t->overflow, r);
-    r = qs_select(a > QS_F32_INF_BITS, qs_u2f(a), r);
+    if (!quot) r = qs_select(a > QS_F32_INF_BITS, qs_u2f(a), r);
     return qs_u2f(sign | qs_f2u(r));
 }
+
+QS_HD float qs_round_float_small(float x, const qs_ftraits *t) { return qs_round_float_small_t(x, t, 0); }
 
 /* x rounded onto the format's grid. `rounding` is qs_rounding, u24 the element's random bits (stochastic only).
    Normal range: drop `shift` mantissa bits of |x| and round up by one unit when RNE (or the stochastic draw)
@@ -338,6 +346,7 @@ QS_HD float qs_round_float_small(float x, const qs_ftraits *t) {
    function is straight-line code (vectorizable); the unused path may overflow harmlessly. */
 QS_HD float qs_round_float(float x, const qs_ftraits *t, int32_t rounding, uint32_t u24) {
     if (rounding == QS_ROUND_RNE_SMALL) return qs_round_float_small(x, t);
+    if (rounding == QS_ROUND_RNE_QUOT) return qs_round_float_small_t(x, t, 1);
     const uint32_t u = qs_f2u(x);
     const uint32_t sign = u & QS_F32_SIGN;
     const uint32_t a = u & ~QS_F32_SIGN;
