@@ -115,9 +115,8 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
        when they allow it (not bfloat16) */
     if (!rnd && (fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_POW2 ||
                  (fam == QS_FAMILY_FLOAT && qs_ftraits_small(&kt.ft)))) {
-        for (i = 0; i < n; i++)
-            span_elem(xr, yr, mr, c0 + i, 0u, &g, &kt, fam, fam == QS_FAMILY_FLOAT ? QS_ROUND_RNE_SMALL : QS_ROUND_RNE_QUOT,
-                      mm, dt);
+        const int32_t rne = fam == QS_FAMILY_FLOAT ? QS_ROUND_RNE_SMALL : QS_ROUND_RNE_QUOT;
+        for (i = 0; i < n; i++) span_elem(xr, yr, mr, c0 + i, 0u, &g, &kt, fam, rne, mm, dt);
         return;
     }
     for (i = 0; i < n;) {
@@ -301,9 +300,9 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
        size <= 32: NVFP4, amax-scaled minifloats; no mask, observer or records): the statistics and constants of up
        to QS_BATCH groups first, then their outputs, so that the scalar work of consecutive groups overlaps instead
        of waiting between element loops. The same operations per group. (NVFP4, 1M elements, 1 thread: float32
-       1.69 -> 1.51 ms, bfloat16 2.52 -> 1.76 ms; INT groups of 32, whose scale is one division, ran 9% slower.) QS_FAMILY_SCALED takes the batch's max |x|
-       first and its scales in one loop across the groups (scaled_batch), which vectorizes: nvfp4 float32 0.88 ->
-       0.61 ms, bfloat16 1.08 -> 0.84 ms. */
+       1.69 -> 1.51 ms, bfloat16 2.52 -> 1.76 ms; INT groups of 32, whose scale is one division, ran 9% slower.)
+       QS_FAMILY_SCALED takes the batch's max |x| first and its scales in one loop across the groups (scaled_batch),
+       which vectorizes: nvfp4 float32 0.88 -> 0.61 ms, bfloat16 1.08 -> 0.84 ms. */
     if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ) && gc && gc <= 32 && !fixed && mm == QS_MASK_NONE &&
         jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
         qs_gparams gb[QS_BATCH];
