@@ -52,6 +52,14 @@
 #define QS_UNROLL
 #endif
 
+/* Eight binary32 lanes as one value, for loops whose sums must stay in eight lanes of a fixed order (GCC and
+   Clang's vector extension: element-wise IEEE operations, lowered to whatever vectors the clone has). GCC does not
+   vectorize eight such in-order sums written as scalars or as an array: it keeps them scalar. */
+#if defined(__GNUC__)
+typedef float qs_f32x8 __attribute__((vector_size(32)));
+#define QS_HAVE_F32X8 1
+#endif
+
 /* Below this many elements a call runs on the calling thread only. */
 #define QS_PARALLEL_MIN_ELEMS ((int64_t)1 << 15)
 
