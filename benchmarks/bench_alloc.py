@@ -27,7 +27,7 @@ import qsparse
 from qsparse import _lib, ops, reference
 from qsparse.functional import op_args
 
-from bench_kernels import same_bits  # this folder: sys.path[0] when run as a script
+from bench_kernels import pin_mmap_threshold, same_bits  # this folder: sys.path[0] when run as a script
 
 log = logging.getLogger("qsparse.bench")
 
@@ -70,18 +70,6 @@ def _median_ms(fns, repeat: int) -> list:
             fn()
             ts[k].append(time.perf_counter() - t)
     return [statistics.median(t) * 1e3 for t in ts]
-
-
-def pin_mmap_threshold() -> bool:
-    """glibc raises its mmap threshold when an mmapped block is freed, so that a later large allocation may reuse
-    pages that exist already and pay no page faults: which allocation does depends on the order of the calls.
-    Pinning the threshold (mallopt M_MMAP_THRESHOLD, 1 MB) makes every large allocation fresh pages, the case of a
-    first call. False where the C library is not glibc."""
-    try:
-        libc = ctypes.CDLL(None)
-        return bool(libc.mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
 def run(repeat: int) -> list:

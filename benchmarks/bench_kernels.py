@@ -8,11 +8,14 @@ Targets (CPU with its default threads): element-wise and INT/BFP fake-quant with
 NVFP4 and BitMoD's single grids within 1.5x, the mixed grids (2-4 quantizations per group) within 3x, masks within 2x,
 and at least 10x faster than the reference. Times are medians of --repeat runs, each op
 timed alternately with its clone; each op allocates its output, as clone does, so both include the same
-allocation cost.
+allocation cost (glibc's mmap threshold is pinned, so that each of them gets fresh pages, as a first call does:
+left adaptive, one of the two could reuse the other's warm pages and skip the page faults, which are most of a
+clone's time).
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -77,6 +80,18 @@ MASK_CASES = [  # (label, kind, args)
     ("magnitude 50% per-tensor", "mag", (0.5, False)),
     ("magnitude 50% per-row", "mag", (0.5, True)),
 ]
+
+
+def pin_mmap_threshold() -> bool:
+    """glibc raises its mmap threshold when an mmapped block is freed, so that a later large allocation may reuse
+    pages that exist already and pay no page faults: which allocation does depends on the order of the calls.
+    Pinning the threshold (mallopt M_MMAP_THRESHOLD, 1 MB) makes every large allocation fresh pages, the case of a
+    first call. False where the C library is not glibc."""
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(-3, 1 << 20))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _sync(device):
@@ -202,7 +217,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
-    log.info("machine: %s", machine())
+    pinned = args.device == "cpu" and pin_mmap_threshold()
+    log.info("machine: %s; mmap threshold pinned: %s", machine(), pinned)
     rows = run(args.device, dtypes, args.repeat, args.quick, args.only)
     print(f"\nmachine: {machine()}\n")
     print(table(rows, args.device))
