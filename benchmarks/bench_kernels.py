@@ -65,7 +65,8 @@ FQ_CASES = [  # (label, format, group_size, rounding[, scale_mode])
     ("mixed_bitmod4 g128", "mixed_bitmod4", 128, "rne"),
     ("mixed_bitmod3 g128", "mixed_bitmod3", 128, "rne"),
     ("fp4_e2m1 g128 compat=bitmod", "fp4_e2m1", 128, "rne", None, "bitmod"),
-    # llm-mixed-q's formats (a binary32 log2 per element) and its profile of the minifloats and bfp (MSFP)
+    # llm-mixed-q's formats (a binary32 log2 per element, taken from a threshold table) and its profile of the
+    # minifloats and bfp (MSFP)
     ("log4", "log4", None, "rne"),
     ("bl8 b16", "bl8", None, "rne"),
     ("dmf8_e4m3", "dmf8_e4m3", None, "rne"),

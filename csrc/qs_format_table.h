@@ -352,6 +352,8 @@ typedef struct qs_kernel_traits {
                            replacement (qs_lq_zero_bits, set per call); 0: none (the clamp's end) */
     int32_t lq_half;    /* QS_COMPAT_LLMQ on a binary16 / bfloat16 input: the source's torch arithmetic in that
                            dtype, each operation rounded to it (QS_DTYPE_F16 or QS_DTYPE_BF16; 0: binary32) */
+    const uint32_t *lq_t; /* CPU only, else NULL: the rounded log2 of the elements' exponents from the
+                             thresholds of qs_lq_ilog2 (QS_LQ_TABLE entries, set per call), not from libm */
 } qs_kernel_traits;
 
 /* The element grid of a FLOAT or SCALED row: rounding constants and overflow value. */

@@ -208,20 +208,25 @@ QS_HD void qs_llmq_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g)
 
 /* One element of a QS_FAMILY_LLMQ group with bias (MSFP: exponent) s. Default: the magnitude from the source's
    formula with x's sign (-0.0 kept), |x| <= 1e-8 (the source's isclose threshold) as a signed zero, for
-   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile: the source's blend, and on a
-   half-precision input the source's arithmetic in that dtype (kt->lq_half). */
-QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
-    const int32_t kind = kt->lq_kind, h = kt->lq_half;
+   dmf/bmf/minifloat/MSFP; NaN stays NaN, Inf saturates (element rows). Profile (src): the source's blend, and on
+   a half-precision input the source's arithmetic in that dtype (h). kind, src, h and t are kt's lq_kind, lq_src,
+   lq_half and lq_t, as arguments so that a CPU loop can take them as literals, and the table as known (qs_llmq_elem
+   takes them from kt). */
+QS_HD float qs_llmq_elem_k(float v, const qs_gparams *g, const qs_kernel_traits *kt, const int32_t kind,
+                           const int32_t src, const int32_t h, const uint32_t *t) {
     float q;
     if (kind == QS_LQ_FIXED) return qs_lq_fixed(v, g->s, kt->lq_top, kt->lq_scale); /* no blend in the source */
-    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top, h, kt->lq_block);
+    if (kind == QS_LQ_LOG) return qs_lq_log(v, g->s, kt->lq_top, h, kt->lq_block, t);
     if (kind == QS_LQ_MSFP) q = qs_lq_msfp(v, g->s, kt->lq_scale, h);
-    else q = qs_lq_mini(v, kt->lq_src ? qs_signf(qs_lq_r(v + qs_lq_r(1e-9f, h), h)) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
-                        kind == QS_LQ_IEEE, h);
-    if (kt->lq_src) return qs_lq_blend(v, q, h);
-    if (v != v) return v;
+    else q = qs_lq_mini(v, src ? qs_signf(qs_lq_r(v + qs_lq_r(1e-9f, h), h)) : 1.0f, g->s, kt->lq_top, kt->lq_scale,
+                        kind == QS_LQ_IEEE, h, t);
+    if (src) return qs_lq_blend(v, q, h);
     if (kind == QS_LQ_MSFP) q = qs_abs(q); /* the sign below */
-    return qs_copysign(qs_abs(v) <= 1e-8f ? 0.0f : q, v);
+    return qs_select(v != v, v, qs_copysign(qs_select(qs_abs(v) <= 1e-8f, 0.0f, q), v));
+}
+
+QS_HD float qs_llmq_elem(float v, const qs_gparams *g, const qs_kernel_traits *kt) {
+    return qs_llmq_elem_k(v, g, kt, kt->lq_kind, kt->lq_src, kt->lq_half, kt->lq_t);
 }
 
 /* The group's constants from its range (FORMATS.md sections 1-5), in the sources' binary32 operation order. */

@@ -140,6 +140,11 @@ static uint32_t lq_zero_max(qs_job *jb, int64_t group, int nt) {
 
 /* ---- entry point ---------------------------------------------------------------------------------------------- */
 
+/* The llm-mixed-q quantizers' element exponents from a table instead of a log2 per element (qs_lq_ilog2) on
+   tensors of this many elements or more: the table costs about 6,400 log2 calls (qs_lq_table_make), the elements
+   one each. */
+#define QS_LQ_TABLE_MIN 16384
+
 /* The common body of qs_fake_quant_cpu and qs_group_choice_cpu (y or choice may be NULL; arguments checked). */
 /* qp_out / qp_in: the records of qs_quant_qparams_cpu / qs_fake_quant_qparams_cpu (else NULL); tscale_in: the
    tensor scale to use instead of the tensor's (else NULL). */
@@ -151,6 +156,7 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     qs_job jb;
     qs_lut_traits lut;
     qs_gparams fixed = {QS_GP_QUANT, 0.0f, 0.0f, 0.0f};
+    uint32_t lq_t[QS_LQ_TABLE];
     int64_t units, per_chunk, chunks;
     int32_t per_tensor, spans, elementwise, tensor_scale;
     int nt;
@@ -194,6 +200,14 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     if (kt.family == QS_FAMILY_LLMQ && kt.lq_src && kt.lq_block && qp_in == NULL)
         kt.lq_zbits = per_tensor ? 0x3f800000u
                                  : lq_zero_max(&jb, params->group_size > 0 ? params->group_size : cols, nt);
+    if (kt.family == QS_FAMILY_LLMQ && kt.lq_kind != QS_LQ_MSFP && kt.lq_kind != QS_LQ_FIXED &&
+        rows * cols >= QS_LQ_TABLE_MIN) {
+        const qs_fpenv env = qs_fpenv_enter();
+        const int32_t op = kt.lq_kind == QS_LQ_IEEE ? QS_LQ_FLOOR : kt.lq_kind == QS_LQ_DENORM ? QS_LQ_CEIL : QS_LQ_RINT;
+        qs_lq_table_make(op, kt.lq_half, lq_t);
+        qs_fpenv_leave(env);
+        kt.lq_t = lq_t;
+    }
     if (qp_in != NULL) {
         if (per_tensor) fixed = qs_qp_gparams(qp_in); /* records hold the outcome: no statistics needed */
     } else if (per_tensor ||

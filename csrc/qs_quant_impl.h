@@ -84,6 +84,49 @@ QS_ALWAYS_INLINE void span_elem(const void *xr, void *yr, const uint8_t *mr, int
     else qs_store_notnan(yr, j, dt, y); /* integer and block grids give finite values */
 }
 
+/* QS_FAMILY_LLMQ without a mask: y[c0 .. c0+n) of a QS_GP_QUANT group with the quantizer's kind and profile as
+   literals (qs_quant_elem's LLMQ case: the profile computes in a half-precision input's dtype, h, and then does
+   not clamp); with the exponent table t (qs_lq_ilog2) the loop is straight-line. */
+QS_ALWAYS_INLINE void llmq_elems(const void *xr, void *restrict yr, int64_t c0, int64_t n, const qs_gparams *gp,
+                                 const qs_kernel_traits *ktp, const int32_t kind, const int32_t src, const int32_t dt,
+                                 const uint32_t *restrict t) {
+    const int32_t h = src && kind != QS_LQ_FIXED && dt != QS_DTYPE_F32 ? dt : 0;
+    const float ymax = qs_dtype_max(dt);
+    const qs_kernel_traits kt = *ktp;
+    const qs_gparams g = *gp;
+    int64_t i;
+    for (i = 0; i < n; i++) {
+        const float y = qs_llmq_elem_k(qs_load(xr, c0 + i, dt), &g, &kt, kind, src, h, t);
+        qs_store(yr, c0 + i, dt, h ? y : qs_clampf(y, -ymax, ymax));
+    }
+}
+
+/* The loop for the table and the loop without it (the libm form), apart: inside the first the compiler knows the
+   table is there, so the libm call drops out of it. Kinds without a log2 per element (MSFP, fixed point) take
+   the second, which then has no call either. */
+QS_ALWAYS_INLINE void llmq_loop(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
+                                const qs_kernel_traits *kt, const int32_t kind, const int32_t src, const int32_t dt) {
+    const uint32_t *t = kt->lq_t;
+    if (t != NULL && kind != QS_LQ_MSFP && kind != QS_LQ_FIXED) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, t);
+    else llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, NULL);
+}
+
+QS_ALWAYS_INLINE void llmq_span(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
+                                const qs_kernel_traits *kt, const int32_t dt) {
+#define QS_LQ_CASE(KIND)                                                                    \
+    if (kt->lq_kind == KIND) {                                                              \
+        if (kt->lq_src) llmq_loop(xr, yr, c0, n, g, kt, KIND, 1, dt);                       \
+        else llmq_loop(xr, yr, c0, n, g, kt, KIND, 0, dt);                                  \
+        return;                                                                             \
+    }
+    QS_LQ_CASE(QS_LQ_IEEE)
+    QS_LQ_CASE(QS_LQ_DENORM)
+    QS_LQ_CASE(QS_LQ_LOG)
+    QS_LQ_CASE(QS_LQ_MSFP)
+    QS_LQ_CASE(QS_LQ_FIXED)
+#undef QS_LQ_CASE
+}
+
 /* y[c0 .. c0+n) of one row. mm: qs_mask_mode; every argument from `fam` on is a literal at the call site, so
    each instantiation is one straight-line, vectorizable loop. */
 QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t row, int64_t c0, int64_t n,
@@ -104,6 +147,10 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
             if (mm != QS_MASK_NONE) y = mr[c0 + i] ? y : 0.0f;
             qs_store(yr, c0 + i, dt, y);
         }
+        return;
+    }
+    if (fam == QS_FAMILY_LLMQ && mm == QS_MASK_NONE) {
+        llmq_span(xr, yr, c0, n, &g, &kt, dt);
         return;
     }
     /* rnd: 0 RNE (a literal), 1 the call's other rounding mode; only stochastic rounding draws random bits */
@@ -435,12 +482,14 @@ static inline int32_t qs_run_rnd(const qs_kernel_traits *kt) {
     }
 #define QS_DEFINE_RUN(NAME, FAM) QS_DEFINE_RUN_WITH(QS_DEFINE_RUN_DT, NAME, FAM)
 #define QS_DEFINE_RUN_ELEMENTWISE(NAME, FAM) QS_DEFINE_RUN_WITH(QS_DEFINE_RUN_SPAN_DT, NAME, FAM)
-/* The same for a family whose element loop stays scalar whatever the literals (a libm call per element): one
-   instantiation per dtype and no SIMD clones, which would only multiply its compile time. */
-#define QS_DEFINE_RUN_SCALAR(NAME, FAM)                                                             \
-    void NAME(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed) {                   \
-        QS_RUN_DT(QS_UNITS_LEAN, FAM)                                                                \
+/* The same with one instantiation per dtype (rounding, mask mode and group size at run time), for a family whose
+   loops take their literals from the job themselves (QS_FAMILY_LLMQ: llmq_span). */
+#define QS_DEFINE_RUN_LEAN_DT(NAME, FAM, DT)                                                         \
+    static QS_CLONES QS_NOINLINE void NAME(const qs_job *jb, int64_t u0, int64_t u1,                 \
+                                           const qs_gparams *fixed) {                                \
+        QS_UNITS_LEAN(FAM, DT);                                                                       \
     }
+#define QS_DEFINE_RUN_LEAN(NAME, FAM) QS_DEFINE_RUN_WITH(QS_DEFINE_RUN_LEAN_DT, NAME, FAM)
 
 /* The family kernels: units [u0, u1) of a job (qs_quant_<family>.c). */
 void qs_run_int_sym(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed);

@@ -454,23 +454,23 @@ QS_HD int32_t qs_bfp_exponent(float amax) {
    to binary32 (the source's torch.log2 agrees wherever its own result is correctly rounded). Exponents stay floats
    until clamped, so that NaN and +-Inf flow through the clamps as in torch. */
 
-/* 2^k in binary32 for a float k that is an integer, NaN or +-Inf: 0 below -149, Inf above 127, NaN for NaN. */
+/* 2^k in binary32 for a float k that is an integer, NaN or +-Inf: 0 below -149, Inf above 127, NaN for NaN.
+   Every case computed and one selected, as in the helpers below (a comparison evaluated only on one side of a
+   branch keeps the loop scalar: it may raise an FP exception, so the compiler cannot make it unconditional). */
 QS_HD float qs_pow2f(float k) {
-    if (!(k == k)) return k;
-    if (k < -149.0f) return 0.0f;
-    if (k > 127.0f) return qs_u2f(QS_F32_INF_BITS);
-    return qs_exp2i((int32_t)k);
+    const int32_t i = (int32_t)qs_select(k == k, qs_clampf(k, -150.0f, 128.0f), 0.0f);
+    const uint32_t normal = (uint32_t)(i + 127) << 23; /* i = 128: Inf; i < -126 takes `sub` */
+    const uint32_t sub = qs_selectu(i >= -149, 1u << ((uint32_t)(i + 149) & 31u), 0u);
+    return qs_select(k == k, qs_u2f(qs_selectu(i >= -126, normal, sub)), k);
 }
 
 QS_HD float qs_log2f(float v) { return (float)log2((double)v); }
 
-/* torch.clamp with float bounds: NaN stays NaN. */
-QS_HD float qs_clamp_nan(float v, float lo, float hi) {
-    return v != v ? v : (v < lo ? lo : (v > hi ? hi : v));
-}
+/* torch.clamp with float bounds: NaN stays NaN (both comparisons are false). */
+QS_HD float qs_clamp_nan(float v, float lo, float hi) { return qs_clampf(v, lo, hi); }
 
 /* torch.sign: -1, 0 or +1; 0 for NaN. */
-QS_HD float qs_signf(float v) { return v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f); }
+QS_HD float qs_signf(float v) { return qs_select(v > 0.0f, 1.0f, qs_select(v < 0.0f, -1.0f, 0.0f)); }
 
 /* Which quantizer (qs_kernel_traits.lq_kind). */
 enum { QS_LQ_IEEE = 0, QS_LQ_DENORM = 1, QS_LQ_LOG = 2, QS_LQ_MSFP = 3, QS_LQ_FIXED = 4 };
@@ -495,16 +495,75 @@ QS_HD float qs_lq_r(float v, int32_t h) {
     return v;
 }
 
+/* How a rounded log2 becomes an exponent (qs_lq_ilog2): floor (minifloat_ieee), ceil (denormalized minifloats),
+   round half even (log). */
+enum { QS_LQ_FLOOR = 0, QS_LQ_CEIL = 1, QS_LQ_RINT = 2 };
+/* Entries of a qs_lq_ilog2 table: one per binade of the non-negative binary32 values, 2^-149 .. 2^127. */
+#define QS_LQ_TABLE 278
+
+QS_HD float qs_lq_iround(float l, int32_t op) {
+    return op == QS_LQ_FLOOR ? qs_floor(l) : op == QS_LQ_CEIL ? -qs_floor(-l) : qs_rint(l);
+}
+
+/* op(R(log2 u)) for u >= 0 or NaN, with R the rounding to the input's dtype (qs_lq_r). log2 in double rounded to
+   binary32 (qs_log2f) is monotone on binary32 inputs, and so is the whole map; on the binade 2^e <= u < 2^(e+1)
+   it takes only the values e and e + 1 (both exact in binary16 and bfloat16), and e + 1 from a threshold on. `t`
+   (CPU only; NULL: libm) holds these thresholds, t[k] for the binade e = k - 149 as the bits of u, subnormals as the
+   bits of u * 2^64 (exact), so that the exponent is a table lookup and a comparison: no call in the element loop,
+   which then vectorizes. +-0, +Inf and NaN give -Inf, +Inf and the quiet NaN (the quiet bit set, payload kept) as
+   log2 does; negative numbers are outside the domain (the callers pass |x| + c), though the table is read in
+   bounds for any u. */
+QS_HD float qs_lq_ilog2(float u, int32_t op, int32_t h, const uint32_t *t) {
+#if !defined(__CUDA_ARCH__)
+    if (t != NULL) {
+        const uint32_t b = qs_f2u(u), a = b & ~QS_F32_SIGN; /* (a: the index stays in the table for any u) */
+        const int32_t sub = a < 0x00800000u;
+        const uint32_t bs = qs_selectu(sub, qs_f2u(qs_u2f(a) * 18446744073709551616.0f), a); /* 2^64 */
+        const int32_t k = (int32_t)(bs >> 23) + 22 - 64 * sub; /* floor(log2 u) + 149; negative for u = 0 */
+        const int32_t up = bs >= t[k & ~(k >> 31)]; /* (k < 0: t[0], any entry; the result is -Inf) */
+        /* below 1 the log2 is negative: a zero exponent there is -0, as the libm form gives it */
+        const float e = qs_select(k < 149, -(float)(149 - k - up), (float)(k - 149 + up));
+        const uint32_t special = qs_selectu(a == 0u, QS_F32_SIGN | QS_F32_INF_BITS,
+                                            b | qs_selectu(a > QS_F32_INF_BITS, 0x00400000u, 0u));
+        return qs_lq_iround(qs_lq_r(qs_select(a == 0u || b >= QS_F32_INF_BITS, qs_u2f(special), e), h), op);
+    }
+#else
+    (void)t;
+#endif
+    return qs_lq_iround(qs_lq_r(qs_log2f(u), h), op);
+}
+
+/* qs_lq_ilog2's thresholds for (op, h) into t[QS_LQ_TABLE]: per binade, the first u whose libm result is e + 1,
+   by bisection on the bits of u (the result is monotone in u); a binade without one gets the next binade's first
+   value. 23 log2 calls per binade. */
+QS_HD void qs_lq_table_make(int32_t op, int32_t h, uint32_t *t) {
+    int32_t k;
+    for (k = 0; k < QS_LQ_TABLE - 1; k++) {
+        const int32_t sub = k < 23; /* subnormal binades: bits 2^k .. 2^(k+1) - 1 */
+        uint32_t lo = sub ? 1u << k : (uint32_t)(k - 22) << 23;
+        uint32_t hi = sub ? 1u << (k + 1) : (uint32_t)(k - 21) << 23;
+        const float up = (float)(k - 148);
+        while (lo < hi) {
+            const uint32_t mid = lo + (hi - lo) / 2u;
+            if (qs_lq_ilog2(qs_u2f(mid), op, h, NULL) >= up) hi = mid;
+            else lo = mid + 1u;
+        }
+        t[k] = sub ? qs_f2u(qs_u2f(lo) * 18446744073709551616.0f) : lo; /* as qs_lq_ilog2 compares: u * 2^64 */
+    }
+    t[QS_LQ_TABLE - 1] = 0u; /* +Inf and NaN: not read for the result */
+}
+
 /* Base-2 log (log{w}, bl{w}), bias b, exponent codes 0..top: c = 0.1 * 2^-b, e = clamp(round(log2(|x| + c)),
    -b, top - b), x_hat = sign(x + c) * 2^e. 0 is not representable: x == -c gives 0, every other x a power of two.
    Half precision (h): element rows take c as a Python scalar, R(0.1 * 2^-b) (log.py's min_pos is a float), block
    rows as a tensor of the dtype, R(R(2^-b) * R(0.1)) (block_log.py's bias is a tensor). */
-QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block) {
+QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block, const uint32_t *t) {
     const float c = !h ? qs_pow2f(-b) * 0.1f
-                       : block ? qs_lq_r(qs_lq_r(qs_pow2f(-b), h) * qs_lq_r(0.1f, h), h) : qs_lq_r(qs_pow2f(-b) * 0.1f, h);
+                       : qs_select(block, qs_lq_r(qs_lq_r(qs_pow2f(-b), h) * qs_lq_r(0.1f, h), h),
+                                   qs_lq_r(qs_pow2f(-b) * 0.1f, h));
     const float sign = qs_signf(qs_lq_r(x + c, h));
     const float v = qs_lq_r(qs_abs(x) + c, h);
-    const float e = qs_clamp_nan(qs_rint(qs_lq_r(qs_log2f(v), h)), -b, top - b);
+    const float e = qs_clamp_nan(qs_lq_ilog2(v, QS_LQ_RINT, h, t), -b, top - b);
     return sign * qs_lq_r(qs_pow2f(e), h);
 }
 
@@ -515,22 +574,22 @@ QS_HD float qs_lq_log(float x, float b, float top, int32_t h, int32_t block) {
    otherwise mi = clamp(round(|x| / 2^e * 2^M - 2^M), 0, 2^M - 1), 2^e * (1 + mi / 2^M): a mantissa that rounds up
    to 2 is clamped, never carried. `sign` multiplies 2^e first, as the source writes sign * 2^e * mantissa. h: each
    operation rounded to the input's dtype (qs_lq_r). */
-QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee, int32_t h) {
+QS_HD float qs_lq_mini(float x, float sign, float b, float top, float S, int32_t ieee, int32_t h,
+                       const uint32_t *t) {
     const float v = qs_abs(x);
-    const float l = qs_lq_r(qs_log2f(qs_lq_r(v + qs_lq_r(1e-9f, h), h)), h);
-    const float e = qs_clamp_nan(ieee ? qs_floor(l) : -qs_floor(-l), -b, top - b);
+    const float l = qs_lq_ilog2(qs_lq_r(v + qs_lq_r(1e-9f, h), h), ieee ? QS_LQ_FLOOR : QS_LQ_CEIL, h, t);
+    const float e = qs_clamp_nan(l, -b, top - b);
     const float p = qs_lq_r(qs_pow2f(e), h);
     const float mant = qs_lq_r(v / p, h);
+    const float ms = qs_lq_r(mant * S, h);
     float m;
     if (!ieee) {
-        m = qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(mant * S, h)), 0.0f, S - 1.0f) / S, h);
-    } else if (e == -b) {
-        m = qs_lq_r(qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(qs_lq_r(mant * S, h) / 2.0f, h)), 0.0f, S - 1.0f) / S, h) *
-                        2.0f,
-                    h);
-    } else {
-        m = qs_lq_r(1.0f + qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(qs_lq_r(mant * S, h) - S, h)), 0.0f, S - 1.0f) / S, h),
-                    h);
+        m = qs_lq_r(qs_clamp_nan(qs_rint(ms), 0.0f, S - 1.0f) / S, h);
+    } else { /* both mantissas, one selected (straight-line code, vectorizable) */
+        const float sub =
+            qs_lq_r(qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(ms / 2.0f, h)), 0.0f, S - 1.0f) / S, h) * 2.0f, h);
+        const float nrm = qs_lq_r(1.0f + qs_lq_r(qs_clamp_nan(qs_rint(qs_lq_r(ms - S, h)), 0.0f, S - 1.0f) / S, h), h);
+        m = qs_select(e == -b, sub, nrm);
     }
     return qs_lq_r(qs_lq_r(sign * p, h) * m, h);
 }
@@ -550,7 +609,7 @@ QS_HD float qs_lq_msfp(float x, float E, float S, int32_t h) {
    1e-8 rounded to the dtype (torch.isclose computes atol + rtol * |0| in x's dtype: 0 in binary16, where only +-0
    is close): values that small pass through, -0.0 becomes +0.0 (+0 + -0), and Inf becomes NaN (0 * Inf). */
 QS_HD float qs_lq_blend(float x, float q, int32_t h) {
-    const float close = qs_abs(x) <= qs_lq_r(1e-8f, h) ? 1.0f : 0.0f;
+    const float close = qs_select(qs_abs(x) <= qs_lq_r(1e-8f, h), 1.0f, 0.0f);
     return (1.0f - close) * q + close * x;
 }
 

@@ -190,6 +190,31 @@ def test_randn_float32_and_tiny(name, compat):
         assert_same_bits(fq(x, name, compat=compat), ref.fake_quant(x, name, compat=compat), f"{name} {seed}", x)
 
 
+@pytest.mark.parametrize("compat", [None, "llm-mixed-q"])
+@pytest.mark.parametrize("name", ["log4", "bl8", "dmf8_e4m3", "bmf6_e3m2", "fp8_e4m3", "fp4_e2m1"])
+def test_float32_at_the_exponent_thresholds(name, compat):
+    """From 16,384 elements on, the kernel takes each element's exponent from a table of the points where the
+    rounded log2 steps (qs_lq_ilog2), not from a log2 per element; the tests above reach it only with 16-bit
+    inputs. Here float32 values at and beside each power of two and each 2^(k + 1/2) (where the log formats'
+    rounding steps), less the offset the formula adds before its log2 (none; the minifloats' 1e-9; log4's
+    0.1 * 2^-3), and randn at scales from 1e-9 to 1e4, against the reference."""
+    if compat is None and name in PROFILE_ONLY:
+        pytest.skip("qsparse's own definition: covered by test_fake_quant.py")
+    edges = []
+    for k in range(-34, 20):
+        for step in (2.0 ** k, 2.0 ** (k + 0.5)):
+            for offset in (0.0, 1e-9, 0.1 * 2.0 ** -3):
+                b = (t32([step]) - t32([offset])).view(torch.int32)
+                edges.append((b + torch.arange(-3, 4, dtype=torch.int32)).view(torch.float32))
+    edges = torch.cat(edges)
+    parts = [edges, -edges] + [randn((4096,), seed, scale=scale) for seed, scale in
+                               enumerate((1e-9, 1e-5, 1.0, 1e4))]
+    x = torch.cat(parts)
+    x = torch.cat([x, randn((16384 - x.numel() % 16384,), 9)]).reshape(-1, 16)
+    assert x.numel() >= 16384
+    assert_same_bits(fq(x, name, compat=compat), ref.fake_quant(x, name, compat=compat), f"{name} {compat}", x)
+
+
 # ---- golden values typed by hand from the sources' formulas ------------------------------------------------------
 
 GOLDEN = [
