@@ -72,9 +72,10 @@ def _compile_in_parallel(compiler, jobs):
 
 
 # The files that take longest to compile (each instantiates its kernels for every dtype, mask mode and group-size
-# literal, in three SIMD clones) start first, so that the other files fill the remaining threads meanwhile.
-_SLOWEST_FIRST = ("qs_quant_lut", "qs_quant_scaled", "qs_quant_scaled_fpq", "qs_quant_scaled_pow2", "qs_quant_int_sym",
-                  "qs_quant_int_full", "qs_quant_int_asym")
+# literal, or llm-mixed-q's quantizer kinds, in three SIMD clones) start first, so that the other files fill the
+# remaining threads meanwhile.
+_SLOWEST_FIRST = ("qs_quant_llmq", "qs_quant_lut", "qs_quant_scaled", "qs_quant_scaled_fpq", "qs_quant_scaled_pow2",
+                  "qs_quant_int_sym", "qs_quant_int_full", "qs_quant_int_asym")
 
 
 def _compile_rank(obj):

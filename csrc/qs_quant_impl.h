@@ -101,30 +101,31 @@ QS_ALWAYS_INLINE void llmq_elems(const void *xr, void *restrict yr, int64_t c0, 
     }
 }
 
-/* The loop for the table and the loop without it (the libm form), apart: inside the first the compiler knows the
-   table is there, so the libm call drops out of it. Kinds without a log2 per element (MSFP, fixed point) take
-   the second, which then has no call either. */
-QS_ALWAYS_INLINE void llmq_loop(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
-                                const qs_kernel_traits *kt, const int32_t kind, const int32_t src, const int32_t dt) {
+/* Whether llmq_span wrote the span: with the table, or for a kind without a log2 per element (MSFP, fixed point).
+   Otherwise (a small tensor: no table) apply_span's loop runs qs_quant_elem, with libm's log2: one generic loop
+   instead of a specialized one per kind, which would only add compile time to a path that stays scalar. */
+QS_ALWAYS_INLINE int32_t llmq_loop(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
+                                   const qs_kernel_traits *kt, const int32_t kind, const int32_t src,
+                                   const int32_t dt) {
     const uint32_t *t = kt->lq_t;
-    if (t != NULL && kind != QS_LQ_MSFP && kind != QS_LQ_FIXED) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, t);
-    else llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, NULL);
+    if (kind == QS_LQ_MSFP || kind == QS_LQ_FIXED) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, NULL);
+    else if (t != NULL) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, t); /* known there: no libm call */
+    else return 0;
+    return 1;
 }
 
-QS_ALWAYS_INLINE void llmq_span(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
-                                const qs_kernel_traits *kt, const int32_t dt) {
-#define QS_LQ_CASE(KIND)                                                                    \
-    if (kt->lq_kind == KIND) {                                                              \
-        if (kt->lq_src) llmq_loop(xr, yr, c0, n, g, kt, KIND, 1, dt);                       \
-        else llmq_loop(xr, yr, c0, n, g, kt, KIND, 0, dt);                                  \
-        return;                                                                             \
-    }
+QS_ALWAYS_INLINE int32_t llmq_span(const void *xr, void *yr, int64_t c0, int64_t n, const qs_gparams *g,
+                                   const qs_kernel_traits *kt, const int32_t dt) {
+#define QS_LQ_CASE(KIND)                                                                                     \
+    if (kt->lq_kind == KIND)                                                                                 \
+        return kt->lq_src ? llmq_loop(xr, yr, c0, n, g, kt, KIND, 1, dt) : llmq_loop(xr, yr, c0, n, g, kt, KIND, 0, dt);
     QS_LQ_CASE(QS_LQ_IEEE)
     QS_LQ_CASE(QS_LQ_DENORM)
     QS_LQ_CASE(QS_LQ_LOG)
     QS_LQ_CASE(QS_LQ_MSFP)
     QS_LQ_CASE(QS_LQ_FIXED)
 #undef QS_LQ_CASE
+    return 0;
 }
 
 /* y[c0 .. c0+n) of one row. mm: qs_mask_mode; every argument from `fam` on is a literal at the call site, so
@@ -149,10 +150,9 @@ QS_ALWAYS_INLINE void apply_span(const qs_job *jb, const qs_gparams *gp, int64_t
         }
         return;
     }
-    if (fam == QS_FAMILY_LLMQ && mm == QS_MASK_NONE) {
-        llmq_span(xr, yr, c0, n, &g, &kt, dt);
-        return;
-    }
+#ifdef QS_LLMQ_SPANS /* qs_quant_llmq.c, the one file with QS_FAMILY_LLMQ units: the others skip these loops */
+    if (fam == QS_FAMILY_LLMQ && mm == QS_MASK_NONE && llmq_span(xr, yr, c0, n, &g, &kt, dt)) return;
+#endif
     /* rnd: 0 RNE (a literal), 1 the call's other rounding mode; only stochastic rounding draws random bits */
     /* (& 3: a qs_rounding, so that the compiler drops qs_round_float's QS_ROUND_RNE_SMALL case from these loops) */
     const int32_t rounding = rnd ? (kt.rounding & 3) : QS_ROUND_RNE;
