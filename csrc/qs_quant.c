@@ -200,11 +200,9 @@ static int32_t fake_quant_run(const qs_quant_params *params, qs_kernel_traits kt
     if (kt.family == QS_FAMILY_LLMQ && kt.lq_src && kt.lq_block && qp_in == NULL)
         kt.lq_zbits = per_tensor ? 0x3f800000u
                                  : lq_zero_max(&jb, params->group_size > 0 ? params->group_size : cols, nt);
-    if (kt.family == QS_FAMILY_LLMQ && kt.lq_kind != QS_LQ_MSFP && kt.lq_kind != QS_LQ_FIXED &&
-        rows * cols >= QS_LQ_TABLE_MIN) {
+    if (kt.family == QS_FAMILY_LLMQ && qs_lq_kind_op(kt.lq_kind) >= 0 && rows * cols >= QS_LQ_TABLE_MIN) {
         const qs_fpenv env = qs_fpenv_enter();
-        const int32_t op = kt.lq_kind == QS_LQ_IEEE ? QS_LQ_FLOOR : kt.lq_kind == QS_LQ_DENORM ? QS_LQ_CEIL : QS_LQ_RINT;
-        qs_lq_table_make(op, kt.lq_half, lq_t);
+        qs_lq_table_make(qs_lq_kind_op(kt.lq_kind), kt.lq_half, lq_t);
         qs_fpenv_leave(env);
         kt.lq_t = lq_t;
     }

@@ -87,16 +87,14 @@ QS_ALWAYS_INLINE void span_elem(const void *xr, void *yr, const uint8_t *mr, int
 /* QS_FAMILY_LLMQ without a mask: y[c0 .. c0+n) of a QS_GP_QUANT group with the quantizer's kind and profile as
    literals (qs_quant_elem's LLMQ case: the profile computes in a half-precision input's dtype, h, and then does
    not clamp); with the exponent table t (qs_lq_ilog2) the loop is straight-line. */
-QS_ALWAYS_INLINE void llmq_elems(const void *xr, void *restrict yr, int64_t c0, int64_t n, const qs_gparams *gp,
-                                 const qs_kernel_traits *ktp, const int32_t kind, const int32_t src, const int32_t dt,
+QS_ALWAYS_INLINE void llmq_elems(const void *xr, void *restrict yr, int64_t c0, int64_t n, const qs_gparams *g,
+                                 const qs_kernel_traits *kt, const int32_t kind, const int32_t src, const int32_t dt,
                                  const uint32_t *restrict t) {
     const int32_t h = src && kind != QS_LQ_FIXED && dt != QS_DTYPE_F32 ? dt : 0;
     const float ymax = qs_dtype_max(dt);
-    const qs_kernel_traits kt = *ktp;
-    const qs_gparams g = *gp;
     int64_t i;
     for (i = 0; i < n; i++) {
-        const float y = qs_llmq_elem_k(qs_load(xr, c0 + i, dt), &g, &kt, kind, src, h, t);
+        const float y = qs_llmq_elem_k(qs_load(xr, c0 + i, dt), g, kt, kind, src, h, t);
         qs_store(yr, c0 + i, dt, h ? y : qs_clampf(y, -ymax, ymax));
     }
 }
@@ -108,7 +106,7 @@ QS_ALWAYS_INLINE int32_t llmq_loop(const void *xr, void *yr, int64_t c0, int64_t
                                    const qs_kernel_traits *kt, const int32_t kind, const int32_t src,
                                    const int32_t dt) {
     const uint32_t *t = kt->lq_t;
-    if (kind == QS_LQ_MSFP || kind == QS_LQ_FIXED) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, NULL);
+    if (qs_lq_kind_op(kind) < 0) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, NULL);
     else if (t != NULL) llmq_elems(xr, yr, c0, n, g, kt, kind, src, dt, t); /* known there: no libm call */
     else return 0;
     return 1;

@@ -18,15 +18,19 @@
 #define QS_LUT_FAST_CHUNK 256 /* a multiple of QS_LUT_LANES */
 #define QS_LUT_EXACT_MAX 8192 /* 2^13: groups up to this size have exact double error sums in any order */
 
-/* buf[j] = x[c0 + j] for j < m as the kernel sees it: masked-before positions 0; f16: rounded to binary16. */
+/* x[j] as the kernel sees it: a masked-before position 0; f16: rounded to binary16. */
+QS_ALWAYS_INLINE float fast_elem(const char *xr, const uint8_t *mr, int64_t j, const int32_t dt, const int32_t before,
+                                 const int32_t f16) {
+    float v = qs_load(xr, j, dt);
+    if (before) v = qs_select(mr[j], v, 0.0f);
+    return f16 ? qs_f16r(v) : v;
+}
+
+/* buf[j] = fast_elem(x, c0 + j) for j < m. */
 QS_ALWAYS_INLINE void fast_load(const char *xr, const uint8_t *mr, int64_t c0, int64_t m, float *buf,
                                 const int32_t dt, const int32_t before, const int32_t f16) {
     int64_t j;
-    for (j = 0; j < m; j++) {
-        float v = qs_load(xr, c0 + j, dt);
-        if (before) v = qs_select(mr[c0 + j], v, 0.0f);
-        buf[j] = f16 ? qs_f16r(v) : v;
-    }
+    for (j = 0; j < m; j++) buf[j] = fast_elem(xr, mr, c0 + j, dt, before, f16);
 }
 
 /* fast_load, and the largest |x| bit pattern of buf and amax (>= 0x7f800000: a NaN or Inf), in one loop: a float32
@@ -36,12 +40,9 @@ QS_ALWAYS_INLINE uint32_t fast_load_amax(const char *xr, const uint8_t *mr, int6
                                          const int32_t dt, const int32_t before, const int32_t f16, uint32_t amax) {
     int64_t j;
     for (j = 0; j < m; j++) {
-        float v = qs_load(xr, c0 + j, dt);
-        uint32_t b;
-        if (before) v = qs_select(mr[c0 + j], v, 0.0f);
-        v = f16 ? qs_f16r(v) : v;
+        const float v = fast_elem(xr, mr, c0 + j, dt, before, f16);
+        const uint32_t b = qs_f2u(v) & ~QS_F32_SIGN;
         buf[j] = v;
-        b = qs_f2u(v) & ~QS_F32_SIGN;
         amax = b > amax ? b : amax;
     }
     return amax;

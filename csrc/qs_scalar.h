@@ -500,6 +500,14 @@ QS_HD float qs_lq_r(float v, int32_t h) {
 enum { QS_LQ_FLOOR = 0, QS_LQ_CEIL = 1, QS_LQ_RINT = 2 };
 /* Entries of a qs_lq_ilog2 table: one per binade of the non-negative binary32 values, 2^-149 .. 2^127. */
 #define QS_LQ_TABLE 278
+/* 2^64: a binary32 subnormal times this is exact and normal (how the table holds the subnormal binades). */
+#define QS_LQ_SUB_SCALE 18446744073709551616.0f
+
+/* The exponent op of a quantizer kind's elements, or -1 for the kinds without a log2 per element (MSFP: the
+   block's exponent; fixed point). */
+QS_HD int32_t qs_lq_kind_op(int32_t kind) {
+    return kind == QS_LQ_IEEE ? QS_LQ_FLOOR : kind == QS_LQ_DENORM ? QS_LQ_CEIL : kind == QS_LQ_LOG ? QS_LQ_RINT : -1;
+}
 
 QS_HD float qs_lq_iround(float l, int32_t op) {
     return op == QS_LQ_FLOOR ? qs_floor(l) : op == QS_LQ_CEIL ? -qs_floor(-l) : qs_rint(l);
@@ -518,7 +526,7 @@ QS_HD float qs_lq_ilog2(float u, int32_t op, int32_t h, const uint32_t *t) {
     if (t != NULL) {
         const uint32_t b = qs_f2u(u), a = b & ~QS_F32_SIGN; /* (a: the index stays in the table for any u) */
         const int32_t sub = a < 0x00800000u;
-        const uint32_t bs = qs_selectu(sub, qs_f2u(qs_u2f(a) * 18446744073709551616.0f), a); /* 2^64 */
+        const uint32_t bs = qs_selectu(sub, qs_f2u(qs_u2f(a) * QS_LQ_SUB_SCALE), a);
         const int32_t k = (int32_t)(bs >> 23) + 22 - 64 * sub; /* floor(log2 u) + 149; negative for u = 0 */
         const int32_t up = bs >= t[k & ~(k >> 31)]; /* (k < 0: t[0], any entry; the result is -Inf) */
         /* below 1 the log2 is negative: a zero exponent there is -0, as the libm form gives it */
@@ -548,7 +556,7 @@ QS_HD void qs_lq_table_make(int32_t op, int32_t h, uint32_t *t) {
             if (qs_lq_ilog2(qs_u2f(mid), op, h, NULL) >= up) hi = mid;
             else lo = mid + 1u;
         }
-        t[k] = sub ? qs_f2u(qs_u2f(lo) * 18446744073709551616.0f) : lo; /* as qs_lq_ilog2 compares: u * 2^64 */
+        t[k] = sub ? qs_f2u(qs_u2f(lo) * QS_LQ_SUB_SCALE) : lo; /* as qs_lq_ilog2 compares */
     }
     t[QS_LQ_TABLE - 1] = 0u; /* +Inf and NaN: not read for the result */
 }
