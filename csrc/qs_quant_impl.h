@@ -335,6 +335,52 @@ QS_ALWAYS_INLINE void scaled_batch(const qs_kernel_traits *kt, const uint32_t *a
         mode[b] = amax[b] >= QS_F32_INF_BITS ? QS_GP_NAN : s[b] == 0.0f ? QS_GP_ZERO : QS_GP_QUANT;
 }
 
+/* v's bits in dtype dt (qs_store's conversion; nan: a literal, 0 when v is not NaN), widened to 32 bits, and
+   their store: a loop that computes in 32-bit lanes only is vectorized at the width of float32's (a 16-bit store
+   in the same loop made GCC split each 16-element vector of a half-precision group in two). */
+QS_ALWAYS_INLINE uint32_t qs_dtype_bits(float v, const int32_t dt, const int32_t nan) {
+    if (dt == QS_DTYPE_F32) return qs_f2u(v);
+    if (dt == QS_DTYPE_F16) return qs_f32_to_f16(v);
+    return nan ? qs_f32_to_bf16(v) : qs_f32_to_bf16_notnan(v);
+}
+
+QS_ALWAYS_INLINE void qs_store_bits(void *p, int64_t i, const int32_t dt, uint32_t bits) {
+    if (dt == QS_DTYPE_F32) ((uint32_t *)p)[i] = bits;
+    else ((uint16_t *)p)[i] = (uint16_t)bits;
+}
+
+/* RNE outputs of nb groups of gc (<= 32) elements of a scaled family, consecutive in memory from unit *c1, with
+   their constants gb: apply_span's work without its per-group set-up (a row's pointers, the traits, the rounding
+   chosen), which for groups of 16 was a third of NVFP4's instructions. A group's elements are all loaded before
+   any is stored, so that y == x (in place) needs no overlap check in the loop. */
+QS_ALWAYS_INLINE void batch_apply(const qs_job *jb, const qs_unit *c1, const qs_gparams *gb, int32_t nb,
+                                  const int32_t fam, const int32_t dt, const int64_t gc) {
+    const qs_kernel_traits kt = *jb->kt;
+    const float ymax = qs_dtype_max(dt);
+    const int64_t es = (int64_t)qs_esize(dt);
+    /* the processor's RNE onto the element grid, as apply_span (FP-Quant's rounding is its own) */
+    const int32_t rne = fam == QS_FAMILY_SCALED_FPQ ? QS_ROUND_RNE : QS_ROUND_RNE_QUOT;
+    const char *xp = jb->x + c1->row * jb->x_stride + c1->c0 * es;
+    char *yp = jb->y + c1->row * jb->y_stride + c1->c0 * es;
+    int32_t b;
+    for (b = 0; b < nb; b++, xp += gc * es, yp += gc * es) {
+        const qs_gparams g = gb[b];
+        float v[32];
+        uint32_t o[32];
+        int64_t j;
+        for (j = 0; j < gc; j++) v[j] = qs_load(xp, j, dt);
+        if (g.mode == QS_GP_QUANT && dt == QS_DTYPE_F32) { /* 32-bit lanes throughout: no staging */
+            for (j = 0; j < gc; j++) qs_store(yp, j, dt, qs_quant_elem(v[j], 0u, &g, &kt, fam, rne, ymax));
+            continue;
+        }
+        if (g.mode == QS_GP_QUANT)
+            for (j = 0; j < gc; j++) o[j] = qs_dtype_bits(qs_quant_elem(v[j], 0u, &g, &kt, fam, rne, ymax), dt, 0);
+        else
+            for (j = 0; j < gc; j++) o[j] = qs_dtype_bits(qs_special_elem(v[j], &g), dt, 1);
+        for (j = 0; j < gc; j++) qs_store_bits(yp, j, dt, o[j]);
+    }
+}
+
 /* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
    all use *fixed; otherwise each unit is a group with its own statistics. */
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
@@ -348,16 +394,20 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
        1.69 -> 1.51 ms, bfloat16 2.52 -> 1.76 ms; INT groups of 32, whose scale is one division, ran 9% slower.)
        QS_FAMILY_SCALED takes the batch's max |x| first and its scales in one loop across the groups (scaled_batch),
        which vectorizes: nvfp4 float32 0.88 -> 0.61 ms, bfloat16 1.08 -> 0.84 ms. */
-    if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ) && gc && gc <= 32 && !fixed && mm == QS_MASK_NONE &&
-        jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
+    if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ || fam == QS_FAMILY_SCALED_POW2) && gc && gc <= 32 &&
+        !fixed && mm == QS_MASK_NONE && jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
+        const int64_t es = (int64_t)qs_esize(dt);
+        /* a row-major tensor without padding: consecutive groups are consecutive in memory across rows too */
+        const int32_t flat = jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % gc == 0;
         qs_gparams gb[QS_BATCH];
         qs_unit cb[QS_BATCH];
         uint32_t ab[QS_BATCH];
         float sb[QS_BATCH];
         int32_t mb[QS_BATCH];
         while (u0 < u1) {
+            const qs_unit c1 = c; /* the batch's first group; the others follow it in memory */
             int32_t nb = 0, b;
-            for (; u0 < u1 && nb < QS_BATCH && c.n == gc; u0++, unit_next(jb, &c), nb++) {
+            for (; u0 < u1 && nb < QS_BATCH && c.n == gc && (flat || c.row == c1.row); u0++, unit_next(jb, &c), nb++) {
                 qs_range r = qs_range_empty();
                 cb[nb] = c;
                 if (fam == QS_FAMILY_SCALED) {
@@ -376,7 +426,8 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
                     gb[b].r = 0.0f;
                 }
             }
-            for (b = 0; b < nb; b++) apply_span(jb, &gb[b], cb[b].row, cb[b].c0, gc, fam, rnd, mm, dt);
+            if (!rnd) batch_apply(jb, &c1, gb, nb, fam, dt, gc);
+            else for (b = 0; b < nb; b++) apply_span(jb, &gb[b], cb[b].row, cb[b].c0, gc, fam, rnd, mm, dt);
             if (nb == 0) { /* a shorter last group of a row */
                 quantize_group(jb, c.row, c.c0, c.n, fam, rnd, mm, dt);
                 u0++;

@@ -168,11 +168,12 @@ QS_ALWAYS_INLINE void lut_core(const lut_split *sp, const float *ybuf, float *ab
 
 /* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g, from its
    base + sgn(y) A (abuf[j], lut_core): plus B, times the scale (f16: rounded to binary16), clamped to +-ymax. nx:
-   the extras, a literal (0, 1, 3), or -1: any number, one pass over the chunk per extra. */
+   the extras, a literal (0, 1, 3), or -1: any number, one pass over the chunk per extra. vs: a literal, 1 when
+   element j has its own scale sv[j] (a batch of groups, lut_batch) instead of p's. */
 QS_ALWAYS_INLINE void lut_final(const lut_split *sp, const qs_lut_grid *g, const qs_lut_gp *p, float ymax,
                                 const float *ybuf, const float *abuf, float *out, int64_t m, const int32_t nx,
-                                const int32_t pow2, const int32_t f16) {
-    const float s = p->s, gc = g->c;
+                                const int32_t pow2, const int32_t f16, const float *sv, const int32_t vs) {
+    const float s = vs ? 0.0f : p->s, gc = g->c;
     float mid[3];
     uint32_t step[3];
     int64_t j;
@@ -193,7 +194,8 @@ QS_ALWAYS_INLINE void lut_final(const lut_split *sp, const qs_lut_grid *g, const
         float q = nx < 0 ? out[j] : abuf[j], o;
         QS_UNROLL
         for (k = 0; k < nx; k++) q += lut_step(ybuf[j], mid[k], step[k]);
-        o = pow2 ? (q * gc) * s : q * s;
+        const float sj = vs ? sv[j] : s;
+        o = pow2 ? (q * gc) * sj : q * sj;
         if (f16) o = qs_f16r(o);
         out[j] = qs_clampf(o, -ymax, ymax);
     }
@@ -245,7 +247,14 @@ QS_CORE_FN(7)
     static QS_CLONES void lut_final_##NAME##_##POW2##_##F16(const lut_split *sp, const qs_lut_grid *g,          \
                                                               const qs_lut_gp *p, float ymax, const float *ybuf, \
                                                               const float *abuf, float *out, int64_t m) {       \
-        lut_final(sp, g, p, ymax, ybuf, abuf, out, m, NX, POW2, F16);                                          \
+        lut_final(sp, g, p, ymax, ybuf, abuf, out, m, NX, POW2, F16, NULL, 0);                                 \
+    }
+/* The same with a scale per element (lut_batch: no bitmod profile). */
+#define QS_FINAL_VFN(NAME, NX, POW2)                                                                           \
+    static QS_CLONES void lut_finalv_##NAME##_##POW2(const lut_split *sp, const qs_lut_grid *g, float ymax,     \
+                                                     const float *ybuf, const float *abuf, float *out, int64_t m, \
+                                                     const float *sv) {                                         \
+        lut_final(sp, g, NULL, ymax, ybuf, abuf, out, m, NX, POW2, 0, sv, 1);                                  \
     }
 #define QS_FINAL_FNS(POW2, F16) \
     QS_FINAL_FN(0, 0, POW2, F16) QS_FINAL_FN(1, 1, POW2, F16) QS_FINAL_FN(3, 3, POW2, F16) QS_FINAL_FN(any, -1, POW2, F16)
@@ -253,6 +262,10 @@ QS_FINAL_FNS(0, 0)
 QS_FINAL_FNS(0, 1)
 QS_FINAL_FNS(1, 0)
 QS_FINAL_FNS(1, 1)
+#define QS_FINAL_VFNS(POW2) \
+    QS_FINAL_VFN(0, 0, POW2) QS_FINAL_VFN(1, 1, POW2) QS_FINAL_VFN(3, 3, POW2) QS_FINAL_VFN(any, -1, POW2)
+QS_FINAL_VFNS(0)
+QS_FINAL_VFNS(1)
 
 #define QS_FINAL_CALL(POW2, F16)                                                                 \
     do {                                                                                         \
@@ -264,6 +277,27 @@ QS_FINAL_FNS(1, 1)
         }                                                                                        \
     } while (0)
 
+/* lut_core of the grid's number of pairs. */
+static void core_call(const lut_split *sp, const float *ybuf, float *abuf, int64_t m) {
+    switch (sp->np) {
+    case 2: lut_core_2(sp, ybuf, abuf, m); break;
+    case 3: lut_core_3(sp, ybuf, abuf, m); break;
+    case 6: lut_core_6(sp, ybuf, abuf, m); break;
+    case 7: lut_core_7(sp, ybuf, abuf, m); break;
+    default: lut_core_0(sp, ybuf, abuf, m); break;
+    }
+}
+
+#define QS_FINAL_VCALL(POW2)                                                                    \
+    do {                                                                                        \
+        switch (sp->nx) {                                                                       \
+        case 0: lut_finalv_0_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
+        case 1: lut_finalv_1_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
+        case 3: lut_finalv_3_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
+        default: lut_finalv_any_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;              \
+        }                                                                                       \
+    } while (0)
+
 /* out = grid g's values of the quotients ybuf; core: abuf does not hold this grid's base + sgn(y) A of them yet. */
 QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const lut_split *sp, const qs_lut_gp *p, float ymax,
                                  const float *ybuf, float *abuf, float *out, int64_t m, int32_t core,
@@ -273,15 +307,7 @@ QS_ALWAYS_INLINE void fast_quant(const qs_lut_grid *g, const lut_split *sp, cons
         else quant_int(g, p, ymax, ybuf, out, m, 0);
         return;
     }
-    if (core) {
-        switch (sp->np) {
-        case 2: lut_core_2(sp, ybuf, abuf, m); break;
-        case 3: lut_core_3(sp, ybuf, abuf, m); break;
-        case 6: lut_core_6(sp, ybuf, abuf, m); break;
-        case 7: lut_core_7(sp, ybuf, abuf, m); break;
-        default: lut_core_0(sp, ybuf, abuf, m); break;
-        }
-    }
+    if (core) core_call(sp, ybuf, abuf, m);
     if (pow2 && f16) QS_FINAL_CALL(1, 1);
     else if (pow2) QS_FINAL_CALL(1, 0);
     else if (f16) QS_FINAL_CALL(0, 1);
@@ -445,6 +471,63 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, const lut_split *sp, int64_t r
     }
 }
 
+#define QS_LUT_BATCH 2048 /* elements of the groups that lut_batch takes together */
+
+/* Whether a job's groups may be taken QS_LUT_BATCH elements at a time (lut_batch): one nearest-value grid without
+   the bitmod profile, no mask, records or choices, groups of 16 or more that divide QS_LUT_BATCH. */
+static int32_t lut_batchable(const qs_job *jb) {
+    const qs_lut_traits *lt = jb->lut;
+    return lt->count == 1 && lt->g[0].kind == QS_LUT_NEAREST && !lt->f16 && jb->mask_mode == QS_MASK_NONE &&
+           jb->qp_in == NULL && jb->qp_out == NULL && jb->choice == NULL && jb->group >= 16 && jb->group <= QS_LUT_BATCH &&
+           QS_LUT_BATCH % jb->group == 0;
+}
+
+/* lut_group of nb (<= QS_LUT_BATCH / n) groups of n elements, consecutive in memory from unit *c1: each group's
+   load, max |x|, constants and quotients, then the grid's sums over the whole batch (one call of lut_core and of
+   lut_final instead of one per group, whose set-up took most of the time of groups of 32), then the stores. The
+   same operations per element. */
+QS_ALWAYS_INLINE void lut_batch(const qs_job *jb, const lut_split *sp, const qs_unit *c1, int32_t nb, int64_t n,
+                                const int32_t dt, const int32_t pow2) {
+    const qs_lut_traits *lt = jb->lut;
+    const qs_lut_grid *g = &lt->g[0];
+    const float ymax = qs_dtype_max(dt);
+    const int64_t es = (int64_t)qs_esize(dt), m = (int64_t)nb * n;
+    const char *xp = jb->x + c1->row * jb->x_stride + c1->c0 * es;
+    char *yp = jb->y + c1->row * jb->y_stride + c1->c0 * es;
+    float buf[QS_LUT_BATCH], ybuf[QS_LUT_BATCH], abuf[QS_LUT_BATCH], out[QS_LUT_BATCH], sv[QS_LUT_BATCH];
+    uint32_t ob[QS_LUT_BATCH];
+    qs_lut_gp gp[QS_LUT_BATCH / 16];
+    int32_t b, special = 0;
+    int64_t j;
+    for (b = 0; b < nb; b++) {
+        float *bb = buf + b * n, *yb = ybuf + b * n;
+        const uint32_t amax = fast_load_amax(xp + b * n * es, NULL, 0, n, bb, dt, 0, 0, 0u);
+        qs_lut_gp p;
+        if (amax >= QS_F32_INF_BITS) {
+            p.mode = QS_GP_NAN;
+            p.s = 0.0f;
+            p.zp = 0.0f;
+        } else {
+            p = qs_lut_params(lt, g, qs_u2f(amax), 0.0f, 0.0f);
+        }
+        gp[b] = p;
+        special |= p.mode != QS_GP_QUANT;
+        if (p.mode == QS_GP_QUANT) fast_div(g, &p, bb, yb, n, pow2, 0);
+        else for (j = 0; j < n; j++) yb[j] = 0.0f;
+        for (j = 0; j < n; j++) sv[b * n + j] = p.s;
+    }
+    core_call(sp, ybuf, abuf, m);
+    if (pow2) QS_FINAL_VCALL(1);
+    else QS_FINAL_VCALL(0);
+    if (special) /* lut_group's outputs of a NaN or zero group */
+        for (b = 0; b < nb; b++)
+            if (gp[b].mode != QS_GP_QUANT)
+                for (j = 0; j < n; j++) out[b * n + j] = gp[b].mode == QS_GP_NAN ? qs_qnan() : 0.0f;
+    /* finite or qs_qnan, which the NaN-less bfloat16 rounding keeps a NaN; 32-bit lanes (qs_dtype_bits) */
+    for (j = 0; j < m; j++) ob[j] = qs_dtype_bits(out[j], dt, 0);
+    for (j = 0; j < m; j++) qs_store_bits(yp, j, dt, ob[j]);
+}
+
 /* Units [u0, u1). (Group sizes 32 and 128 used to be literals here; once the AVX2 and baseline loops vectorized
    they made this file 1.5x as long to compile, and quant_nm, where the time goes, runs on a length at run time
    anyway.) */
@@ -454,6 +537,24 @@ QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const 
     qs_unit c = unit_first(jb, u0);
     int64_t u;
     lut_splits(jb->lut, sp);
+    if (mm == QS_MASK_NONE && !f16 && lut_batchable(jb)) {
+        const int64_t es = (int64_t)qs_esize(dt), n = jb->group;
+        const int32_t flat = jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % n == 0;
+        const int32_t most = (int32_t)(QS_LUT_BATCH / n);
+        while (u0 < u1) {
+            const qs_unit c1 = c;
+            int32_t nb = 0;
+            for (; u0 < u1 && nb < most && c.n == n && (flat || c.row == c1.row); u0++, unit_next(jb, &c), nb++) {}
+            if (nb > 0) {
+                lut_batch(jb, sp, &c1, nb, n, dt, pow2);
+            } else { /* a shorter last group of a row */
+                lut_group(jb, sp, c.row, c.c0, c.n, u0 % jb->units_per_row, dt, mm, pow2, f16);
+                u0++;
+                unit_next(jb, &c);
+            }
+        }
+        return;
+    }
     for (u = u0; u < u1; u++, unit_next(jb, &c))
         lut_group(jb, sp, c.row, c.c0, c.n, u % jb->units_per_row, dt, mm, pow2, f16);
 }

@@ -262,3 +262,22 @@ def reference_effective_weight(cfg, w: torch.Tensor) -> torch.Tensor:
     if mask is not None:
         return torch.where(mask, w, torch.zeros((), dtype=w.dtype))
     return w
+
+
+def batch_layouts(dtype, group: int, seed: int = 0):
+    """Inputs for kernels that take runs of consecutive groups together: (label, x) with x contiguous and a row
+    length that is a multiple of `group` but not of the run (runs cross rows), the same as a row-strided view
+    (runs stop at each row's end), and one whose rows end in a shorter group; each with a NaN, an Inf, a zero
+    group and a zero row placed at run and row boundaries, and rows of very different magnitudes."""
+    g = torch.Generator().manual_seed(seed)
+    cols = group * 41
+    base = torch.randn(37, cols + 3 * group, generator=g)
+    base = base * torch.pow(2.0, torch.randint(-20, 20, (37, 1), generator=g).float())
+    base[2, group * 41 - 1] = math.nan  # the last element of a row
+    base[5, 0] = math.inf  # the first of a row
+    base[9, group * 3: group * 4] = 0.0
+    base[11] = 0.0
+    base = base.to(dtype)
+    return [("contiguous", base[:, :cols].contiguous()), ("row-strided view", base[:, :cols]),
+            ("short last group", base[:, :cols + group // 2].contiguous())]
+

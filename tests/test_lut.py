@@ -16,7 +16,7 @@ import torch
 import qsparse
 from qsparse import formats
 from qsparse import reference as ref
-from helpers import LUT_FORMATS, assert_same_bits, randn
+from helpers import LUT_FORMATS, assert_same_bits, batch_layouts, randn
 
 F32, F16, BF16 = torch.float32, torch.float16, torch.bfloat16
 
@@ -150,6 +150,17 @@ def test_lut_formats_match_reference(name, dtype):
             c = qsparse.group_choices(x, name, group_size=group)
             _, rc = ref.lut_fake_quant(x, name, group, return_choice=True)
             assert torch.equal(c, rc), f"{name} g={group}: choices"
+
+
+@pytest.mark.parametrize("dtype", [F32, BF16, F16], ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize("name,group", [("mx_fp4", 32), ("mx_fp3", 32), ("flint4", 128), ("fp4_er_pos", 16),
+                                        ("fp3_ea_neg", 64), ("mx_int4", 32)])
+def test_single_grids_in_runs_across_rows_and_views(name, group, dtype):
+    # single grids take runs of consecutive groups together (across rows when the tensor is contiguous and its
+    # rows hold whole groups, else within a row)
+    for label, x in batch_layouts(dtype, group, seed=group + 1):
+        y = qsparse.fake_quant(x, name, group_size=group)
+        assert_same_bits(y, ref.fake_quant(x, name, group_size=group), f"{name} g={group} {label}", inputs=x)
 
 
 @pytest.mark.parametrize("name", ["mixed_bitmod4", "mixed_ant3", "fp4_er_neg", "mx_fp4"])

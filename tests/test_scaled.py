@@ -14,7 +14,7 @@ import torch
 import qsparse
 from qsparse import formats
 from qsparse import reference as ref
-from helpers import assert_same_bits, fq, randn
+from helpers import assert_same_bits, batch_layouts, fq, randn
 
 F32 = torch.float32
 MX = ("mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8")
@@ -115,6 +115,18 @@ def test_small_groups_across_batches_and_chunks(name, kw, dtype):
             check(x, name, **kw)
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize("name,kw,group", [("nvfp4", {}, 16), ("nvfp4", {"scale_mode": "e4m3_block"}, 16),
+                                           ("mxfp4", {}, 32), ("mxfp8_e4m3", {"scale_mode": "rceil"}, 32),
+                                           ("mxint8", {}, 32), ("fp4_e2m1", {"group_size": 16}, 16),
+                                           ("nvfp4", {"compat": "fpquant"}, 16), ("mxfp4", {"compat": "fpquant"}, 32)])
+def test_small_groups_in_runs_across_rows_and_views(name, kw, group, dtype):
+    # groups of up to 32 are quantized in runs of consecutive groups (across rows when the tensor is contiguous
+    # and its rows hold whole groups, else within a row)
+    for label, x in batch_layouts(dtype, group, seed=group):
+        assert_same_bits(fq(x, name, **kw), ref.fake_quant(x, name, **kw), f"{name} {kw} {label}", inputs=x)
 
 
 # ---- values worked out by hand from the sources' formulas ---------------------------------------------------------
