@@ -37,6 +37,7 @@ CASES = [  # (label, format, group_size)
     ("mxfp4 b32", "mxfp4", None),
     ("nvfp4 b16", "nvfp4", None),
     ("flint4 g128", "flint4", 128),
+    ("mx_fp4 b32 (BitMoD)", "mx_fp4", None),
     ("mixed_bitmod4 g128", "mixed_bitmod4", 128),
 ]
 
