@@ -349,6 +349,13 @@ QS_ALWAYS_INLINE void qs_store_bits(void *p, int64_t i, const int32_t dt, uint32
     else ((uint16_t *)p)[i] = (uint16_t)bits;
 }
 
+/* Whether consecutive groups of n elements are consecutive in memory across rows as well (x and y row-major without
+   padding, rows of whole groups): runs of groups may then cross rows; otherwise a run ends with its row. */
+static inline int32_t qs_runs_cross_rows(const qs_job *jb, int64_t n, int32_t dt) {
+    const int64_t es = (int64_t)qs_esize(dt);
+    return jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % n == 0;
+}
+
 /* RNE outputs of nb groups of gc (<= 32) elements of a scaled family, consecutive in memory from unit *c1, with
    their constants gb: apply_span's work without its per-group set-up (a row's pointers, the traits, the rounding
    chosen), which for groups of 16 was a third of NVFP4's instructions. A group's elements are all loaded before
@@ -396,9 +403,7 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
        which vectorizes: nvfp4 float32 0.88 -> 0.61 ms, bfloat16 1.08 -> 0.84 ms. */
     if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ || fam == QS_FAMILY_SCALED_POW2) && gc && gc <= 32 &&
         !fixed && mm == QS_MASK_NONE && jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
-        const int64_t es = (int64_t)qs_esize(dt);
-        /* a row-major tensor without padding: consecutive groups are consecutive in memory across rows too */
-        const int32_t flat = jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % gc == 0;
+        const int32_t flat = qs_runs_cross_rows(jb, gc, dt);
         qs_gparams gb[QS_BATCH];
         qs_unit cb[QS_BATCH];
         uint32_t ab[QS_BATCH];

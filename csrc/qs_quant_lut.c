@@ -475,13 +475,13 @@ QS_ALWAYS_INLINE void lut_group(const qs_job *jb, const lut_split *sp, int64_t r
    Zen 5's whole L1, ran mx_fp4 bfloat16 on 16M elements 25% slower; 512, 30% slower). */
 #define QS_LUT_BATCH 1024
 
-/* Whether a job's groups may be taken QS_LUT_BATCH elements at a time (lut_batch): one nearest-value grid without
-   the bitmod profile, no mask, records or choices, groups of 16 or more that divide QS_LUT_BATCH. */
+/* Whether a job's groups may be taken QS_LUT_BATCH elements at a time (lut_batch): one nearest-value grid, no
+   records or choices, groups of 16 or more (lut_batch's gp holds QS_LUT_BATCH / 16) that divide QS_LUT_BATCH. The
+   mask mode and the bitmod profile are the caller's literals. */
 static int32_t lut_batchable(const qs_job *jb) {
     const qs_lut_traits *lt = jb->lut;
-    return lt->count == 1 && lt->g[0].kind == QS_LUT_NEAREST && !lt->f16 && jb->mask_mode == QS_MASK_NONE &&
-           jb->qp_in == NULL && jb->qp_out == NULL && jb->choice == NULL && jb->group >= 16 &&
-           jb->group <= QS_LUT_BATCH && QS_LUT_BATCH % jb->group == 0;
+    return lt->count == 1 && lt->g[0].kind == QS_LUT_NEAREST && jb->qp_in == NULL && jb->qp_out == NULL &&
+           jb->choice == NULL && jb->group >= 16 && jb->group <= QS_LUT_BATCH && QS_LUT_BATCH % jb->group == 0;
 }
 
 /* lut_group of nb (<= QS_LUT_BATCH / n) groups of n elements, consecutive in memory from unit *c1: each group's
@@ -540,8 +540,8 @@ QS_ALWAYS_INLINE void lut_units(const qs_job *jb, int64_t u0, int64_t u1, const 
     int64_t u;
     lut_splits(jb->lut, sp);
     if (mm == QS_MASK_NONE && !f16 && lut_batchable(jb)) {
-        const int64_t es = (int64_t)qs_esize(dt), n = jb->group;
-        const int32_t flat = jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % n == 0;
+        const int64_t n = jb->group;
+        const int32_t flat = qs_runs_cross_rows(jb, n, dt);
         const int32_t most = (int32_t)(QS_LUT_BATCH / n);
         while (u0 < u1) {
             const qs_unit c1 = c;

@@ -273,11 +273,10 @@ def batch_layouts(dtype, group: int, seed: int = 0):
     cols = group * 41
     base = torch.randn(37, cols + 3 * group, generator=g)
     base = base * torch.pow(2.0, torch.randint(-20, 20, (37, 1), generator=g).float())
-    base[2, group * 41 - 1] = math.nan  # the last element of a row
+    base[2, cols - 1] = math.nan  # the last element of a row
     base[5, 0] = math.inf  # the first of a row
     base[9, group * 3: group * 4] = 0.0
     base[11] = 0.0
     base = base.to(dtype)
     return [("contiguous", base[:, :cols].contiguous()), ("row-strided view", base[:, :cols]),
             ("short last group", base[:, :cols + group // 2].contiguous())]
-
