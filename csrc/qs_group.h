@@ -100,6 +100,33 @@ QS_HD float qs_e4m3_block_scale(float amax, float max_elem, float ts, const int3
     return with_tensor ? ts * bs : bs;
 }
 
+/* The E8M0 exponent e of a power-of-two scale 2^e (QS_SCALE_MODE_FLOOR, CEIL, EVEN, RCEIL) from a block's finite
+   max |x| (bit pattern b); e > 127 means the block is NaN (E8M0 has no larger exponent). `mode` is kt->scale_mode,
+   an argument so that a loop over blocks can take it as a literal (straight-line code but for the microxcaling
+   profile's log2). */
+QS_HD int32_t qs_pow2_scale_exp(const qs_kernel_traits *kt, uint32_t b, const int32_t mode) {
+    const float amax = qs_u2f(b);
+    int32_t e;
+    if (mode == QS_SCALE_MODE_RCEIL) {
+        /* descale = amax * (1 / max_elem), rounded up to a power of two; binary32 subnormals above 2^-127 go
+           to 2^-126 */
+        const uint32_t d = qs_f2u(amax * kt->rcp_max);
+        const int32_t ex = (int32_t)(d >> 23), man = (int32_t)(d & 0x7fffffu);
+        e = ex + (ex == 0 ? man > 0x400000 : man != 0) - 127;
+    } else {
+        /* EVEN rounds amax to the element's mantissa width first (a carry may reach the Inf exponent) */
+        const uint32_t bb = mode == QS_SCALE_MODE_EVEN ? (b + kt->even_add) & 0x7f800000u : b;
+        e = (int32_t)(bb >> 23) - 127; /* floor(log2 amax); -127 for zero and binary32 subnormals */
+        if (mode == QS_SCALE_MODE_CEIL) e += (b & 0x7fffffu) != 0u;
+        /* microxcaling: floor of torch.log2 in binary32, which rounds the log2 of a max just below 2^(e+1) up
+           to e + 1 (zero and subnormal maxima end at the -127 clamp either way) */
+        if (kt->log2_f32 && e > -127 && (float)log2((double)amax) >= (float)(e + 1)) e += 1;
+        e -= kt->elem_emax;
+        e = e < -127 ? -127 : e;
+    }
+    return e;
+}
+
 /* A QS_FAMILY_SCALED group's scale from its finite max |x| (bit pattern b), FORMATS.md sections 3-5 and torchao's
    to_mx / nvfp4_quantize: power-of-two exponents in integers with explicit clamps. */
 QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *g) {
@@ -142,24 +169,7 @@ QS_HD void qs_scaled_params(const qs_kernel_traits *kt, uint32_t b, qs_gparams *
         g->s = qs_e4m3_block_scale(amax, kt->ft.max_normal, kt->tscale, mode == QS_SCALE_MODE_E4M3);
         if (g->s == 0.0f) g->mode = QS_GP_ZERO; /* a subnormal tensor scale times a small block scale */
     } else {
-        int32_t e;
-        if (mode == QS_SCALE_MODE_RCEIL) {
-            /* descale = amax * (1 / max_elem), rounded up to a power of two; binary32 subnormals above 2^-127 go
-               to 2^-126 */
-            const uint32_t d = qs_f2u(amax * kt->rcp_max);
-            const int32_t ex = (int32_t)(d >> 23), man = (int32_t)(d & 0x7fffffu);
-            e = ex + (ex == 0 ? man > 0x400000 : man != 0) - 127;
-        } else {
-            /* EVEN rounds amax to the element's mantissa width first (a carry may reach the Inf exponent) */
-            const uint32_t bb = mode == QS_SCALE_MODE_EVEN ? (b + kt->even_add) & 0x7f800000u : b;
-            e = (int32_t)(bb >> 23) - 127; /* floor(log2 amax); -127 for zero and binary32 subnormals */
-            if (mode == QS_SCALE_MODE_CEIL) e += (b & 0x7fffffu) != 0u;
-            /* microxcaling: floor of torch.log2 in binary32, which rounds the log2 of a max just below 2^(e+1) up
-               to e + 1 (zero and subnormal maxima end at the -127 clamp either way) */
-            if (kt->log2_f32 && e > -127 && (float)log2((double)amax) >= (float)(e + 1)) e += 1;
-            e -= kt->elem_emax;
-            e = e < -127 ? -127 : e;
-        }
+        const int32_t e = qs_pow2_scale_exp(kt, b, mode);
         if (e > 127) { /* E8M0 has no larger exponent: the block is NaN */
             g->mode = QS_GP_NAN;
             return;

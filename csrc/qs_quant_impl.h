@@ -58,6 +58,16 @@ QS_ALWAYS_INLINE void range_scan(const void *xr, const uint8_t *mr, int64_t c0, 
         }
         out->kmin = kmin;
         out->kmax = kmax;
+    } else if (dt == QS_DTYPE_BF16) {
+        /* bfloat16 is binary32's top half: the max of the 16-bit magnitudes, widened once (twice the lanes) */
+        const uint16_t *xh = (const uint16_t *)xr;
+        uint16_t amax = 0u;
+        for (i = 0; i < n; i++) {
+            uint16_t b = (uint16_t)(xh[c0 + i] & 0x7fffu);
+            if (masked) b = mr[c0 + i] ? b : (uint16_t)0u;
+            amax = b > amax ? b : amax;
+        }
+        out->amax_bits = (uint32_t)amax << 16 > out->amax_bits ? (uint32_t)amax << 16 : out->amax_bits;
     } else {
         uint32_t amax = out->amax_bits;
         for (i = 0; i < n; i++) {
@@ -313,17 +323,41 @@ QS_ALWAYS_INLINE void quantize_group(const qs_job *jb, int64_t row, int64_t c0, 
 
 #define QS_BATCH 64 /* small groups whose constants are computed together (units_t) */
 
-/* The scales and modes of nb QS_FAMILY_SCALED groups (not FP-Quant's) from their max |x| bits: qs_scaled_params
-   of each, in a loop over the groups that vectorizes (its tests on the tensor scale are the same for every group
-   and come first). */
-QS_ALWAYS_INLINE void scaled_batch(const qs_kernel_traits *kt, const uint32_t *amax, float *s, int32_t *mode,
-                                   int32_t nb) {
+/* The scales s and modes of nb groups of QS_FAMILY_SCALED (not FP-Quant's) or QS_FAMILY_SCALED_POW2 (and its
+   exact reciprocals r; QS_FAMILY_SCALED leaves r as it is) from their max |x| bits: qs_scaled_params of each, in
+   loops over the groups that vectorize (the tests on the tensor scale are the same for every group and come first;
+   the power-of-two exponent takes the scale mode as a literal). A group that is not quantized gets s = 1 (and r = 1):
+   batch_apply_scaled computes its outputs as if it were, and then replaces them. Returns the number of such
+   groups. */
+QS_ALWAYS_INLINE int32_t scaled_batch(const qs_kernel_traits *kt, const uint32_t *amax, float *s, float *r,
+                                      int32_t *mode, int32_t nb, const int32_t fam) {
     const float mx = kt->ft.max_normal, ts = kt->tscale;
     const int32_t sm = kt->scale_mode;
-    int32_t b;
+    int32_t b, special = 0;
+    if (fam == QS_FAMILY_SCALED_POW2) {
+        int32_t e[QS_BATCH];
+#define QS_POW2_EXP(SM) for (b = 0; b < nb; b++) e[b] = qs_pow2_scale_exp(kt, amax[b], SM)
+        if (kt->log2_f32) QS_POW2_EXP(sm); /* a libm call per group: scalar either way */
+        else if (sm == QS_SCALE_MODE_RCEIL) QS_POW2_EXP(QS_SCALE_MODE_RCEIL);
+        else if (sm == QS_SCALE_MODE_EVEN) QS_POW2_EXP(QS_SCALE_MODE_EVEN);
+        else if (sm == QS_SCALE_MODE_CEIL) QS_POW2_EXP(QS_SCALE_MODE_CEIL);
+        else QS_POW2_EXP(QS_SCALE_MODE_FLOOR);
+#undef QS_POW2_EXP
+        for (b = 0; b < nb; b++) mode[b] = amax[b] >= QS_F32_INF_BITS || e[b] > 127 ? QS_GP_NAN : QS_GP_QUANT;
+        for (b = 0; b < nb; b++) {
+            const int32_t k = mode[b] == QS_GP_QUANT ? e[b] : 0;
+            s[b] = qs_exp2i(k);
+            r[b] = qs_exp2i(-k); /* exact: -127 <= -k <= 127 */
+        }
+        for (b = 0; b < nb; b++) special += mode[b] != QS_GP_QUANT;
+        return special;
+    }
     if (sm == QS_SCALE_MODE_E4M3 && !(ts == ts && ts != 0.0f)) { /* a NaN or Inf in the tensor; all zeros */
-        for (b = 0; b < nb; b++) mode[b] = amax[b] >= QS_F32_INF_BITS || ts != ts ? QS_GP_NAN : QS_GP_ZERO;
-        return;
+        for (b = 0; b < nb; b++) {
+            mode[b] = amax[b] >= QS_F32_INF_BITS || ts != ts ? QS_GP_NAN : QS_GP_ZERO;
+            s[b] = 1.0f;
+        }
+        return nb;
     }
     if (sm == QS_SCALE_MODE_AMAX)
         for (b = 0; b < nb; b++) s[b] = qs_u2f(amax[b]) / mx;
@@ -331,8 +365,11 @@ QS_ALWAYS_INLINE void scaled_batch(const qs_kernel_traits *kt, const uint32_t *a
         for (b = 0; b < nb; b++) s[b] = qs_e4m3_block_scale(qs_u2f(amax[b]), mx, ts, 1);
     else
         for (b = 0; b < nb; b++) s[b] = qs_e4m3_block_scale(qs_u2f(amax[b]), mx, ts, 0);
-    for (b = 0; b < nb; b++)
-        mode[b] = amax[b] >= QS_F32_INF_BITS ? QS_GP_NAN : s[b] == 0.0f ? QS_GP_ZERO : QS_GP_QUANT;
+    /* (three loops: GCC vectorizes each, and kept the three in one as a scalar loop with branches) */
+    for (b = 0; b < nb; b++) mode[b] = amax[b] >= QS_F32_INF_BITS ? QS_GP_NAN : s[b] == 0.0f ? QS_GP_ZERO : QS_GP_QUANT;
+    for (b = 0; b < nb; b++) s[b] = mode[b] == QS_GP_QUANT ? s[b] : 1.0f;
+    for (b = 0; b < nb; b++) special += mode[b] != QS_GP_QUANT;
+    return special; /* r: unused (QS_FAMILY_SCALED divides) */
 }
 
 /* v's bits in dtype dt (qs_store's conversion; nan: a literal, 0 when v is not NaN), widened to 32 bits, and
@@ -356,17 +393,16 @@ static inline int32_t qs_runs_cross_rows(const qs_job *jb, int64_t n, int32_t dt
     return jb->x_stride == jb->cols * es && jb->y_stride == jb->cols * es && jb->cols % n == 0;
 }
 
-/* RNE outputs of nb groups of gc (<= 32) elements of a scaled family, consecutive in memory from unit *c1, with
-   their constants gb: apply_span's work without its per-group set-up (a row's pointers, the traits, the rounding
-   chosen), which for groups of 16 was a third of NVFP4's instructions. A group's elements are all loaded before
-   any is stored, so that y == x (in place) needs no overlap check in the loop. */
+/* RNE outputs of nb FP-Quant groups (QS_FAMILY_SCALED_FPQ) of gc (<= 32) elements, consecutive in memory from unit
+   *c1, with their constants gb: apply_span's work without its per-group set-up (a row's pointers, the traits, the
+   rounding chosen), which for groups of 16 was a third of NVFP4's instructions. A group's elements are all loaded
+   before any is stored, so that y == x (in place) needs no overlap check in the loop. */
 QS_ALWAYS_INLINE void batch_apply(const qs_job *jb, const qs_unit *c1, const qs_gparams *gb, int32_t nb,
                                   const int32_t fam, const int32_t dt, const int64_t gc) {
     const qs_kernel_traits kt = *jb->kt;
     const float ymax = qs_dtype_max(dt);
     const int64_t es = (int64_t)qs_esize(dt);
-    /* the processor's RNE onto the element grid, as apply_span (FP-Quant's rounding is its own) */
-    const int32_t rne = fam == QS_FAMILY_SCALED_FPQ ? QS_ROUND_RNE : QS_ROUND_RNE_QUOT;
+    const int32_t rne = QS_ROUND_RNE; /* FP-Quant's rounding is its own (qs_fpq_e2m1) */
     const char *xp = jb->x + c1->row * jb->x_stride + c1->c0 * es;
     char *yp = jb->y + c1->row * jb->y_stride + c1->c0 * es;
     int32_t b;
@@ -388,6 +424,54 @@ QS_ALWAYS_INLINE void batch_apply(const qs_job *jb, const qs_unit *c1, const qs_
     }
 }
 
+/* The same for QS_FAMILY_SCALED and QS_FAMILY_SCALED_POW2 groups with the scales sb, reciprocals rb and modes mb
+   of scaled_batch: every group is computed as a quantized one, in a loop without a branch per group (with one, GCC
+   had set up the loop's constants again in each group's branch: a tenth of MX's instructions), and then the
+   `special` groups that are not quantized are replaced. Their outputs have the signs of their inputs (s = r = 1:
+   the rounding and the product keep the sign), so a zero group keeps only its sign bits and a NaN group becomes the
+   quiet NaN, without reading x again (y may be x). */
+QS_ALWAYS_INLINE void batch_apply_scaled(const qs_job *jb, const qs_unit *c1, const float *sb, const float *rb,
+                                         const int32_t *mb, int32_t nb, int32_t special, const int32_t fam,
+                                         const int32_t dt, const int64_t gc) {
+    const qs_kernel_traits kt = *jb->kt;
+    const float ymax = qs_dtype_max(dt);
+    const int64_t es = (int64_t)qs_esize(dt);
+    const char *xp = jb->x + c1->row * jb->x_stride + c1->c0 * es;
+    char *const y0 = jb->y + c1->row * jb->y_stride + c1->c0 * es;
+    char *yp = y0;
+    int32_t b;
+    for (b = 0; b < nb; b++, xp += gc * es, yp += gc * es) {
+        qs_gparams g;
+        float v[32];
+        uint32_t o[32];
+        int64_t j;
+        g.mode = QS_GP_QUANT;
+        g.s = sb[b];
+        g.r = fam == QS_FAMILY_SCALED_POW2 ? rb[b] : 0.0f; /* QS_FAMILY_SCALED divides */
+        g.z = 0.0f;
+        for (j = 0; j < gc; j++) v[j] = qs_load(xp, j, dt);
+        if (dt == QS_DTYPE_F32) {
+            for (j = 0; j < gc; j++) qs_store(yp, j, dt, qs_quant_elem(v[j], 0u, &g, &kt, fam, QS_ROUND_RNE_QUOT, ymax));
+        } else {
+            for (j = 0; j < gc; j++)
+                o[j] = qs_dtype_bits(qs_quant_elem(v[j], 0u, &g, &kt, fam, QS_ROUND_RNE_QUOT, ymax), dt, 0);
+            for (j = 0; j < gc; j++) qs_store_bits(yp, j, dt, o[j]);
+        }
+    }
+    if (special) {
+        const uint32_t nan = qs_dtype_bits(qs_qnan(), dt, 1);
+        const uint32_t sign = dt == QS_DTYPE_F32 ? QS_F32_SIGN : 0x8000u;
+        for (b = 0, yp = y0; b < nb; b++, yp += gc * es) {
+            int64_t j;
+            if (mb[b] == QS_GP_QUANT) continue;
+            for (j = 0; j < gc; j++) {
+                const uint32_t y = dt == QS_DTYPE_F32 ? ((const uint32_t *)yp)[j] : ((const uint16_t *)yp)[j];
+                qs_store_bits(yp, j, dt, mb[b] == QS_GP_NAN ? nan : y & sign);
+            }
+        }
+    }
+}
+
 /* Units [u0, u1). With `fixed` (per-tensor calls and element-wise formats) units are plain spans of a row that
    all use *fixed; otherwise each unit is a group with its own statistics. */
 QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs_gparams *fixed, const int32_t fam,
@@ -404,40 +488,53 @@ QS_ALWAYS_INLINE void units_t(const qs_job *jb, int64_t u0, int64_t u1, const qs
     if ((fam == QS_FAMILY_SCALED || fam == QS_FAMILY_SCALED_FPQ || fam == QS_FAMILY_SCALED_POW2) && gc && gc <= 32 &&
         !fixed && mm == QS_MASK_NONE && jb->qp_in == NULL && jb->qp_out == NULL && !jb->kt->observer) {
         const int32_t flat = qs_runs_cross_rows(jb, gc, dt);
+        const int64_t es = (int64_t)qs_esize(dt);
         qs_gparams gb[QS_BATCH];
-        qs_unit cb[QS_BATCH];
         uint32_t ab[QS_BATCH];
-        float sb[QS_BATCH];
+        float sb[QS_BATCH], rb[QS_BATCH];
         int32_t mb[QS_BATCH];
+        /* FP-Quant's groups take qs_group_params one by one; the others their max |x| here, their constants in
+           scaled_batch */
+        const int32_t amax_only = fam != QS_FAMILY_SCALED_FPQ;
         while (u0 < u1) {
-            const qs_unit c1 = c; /* the batch's first group; the others follow it in memory */
-            int32_t nb = 0, b;
-            for (; u0 < u1 && nb < QS_BATCH && c.n == gc && (flat || c.row == c1.row); u0++, unit_next(jb, &c), nb++) {
-                qs_range r = qs_range_empty();
-                cb[nb] = c;
-                if (fam == QS_FAMILY_SCALED) {
-                    range_scan(jb->x + c.row * jb->x_stride, NULL, c.c0, gc, &r, 0, 0, dt);
-                    ab[nb] = r.amax_bits;
-                } else {
-                    gb[nb] = fit_group(jb, c.row, c.c0, gc, &r, fam, mm, dt);
-                }
-            }
-            if (fam == QS_FAMILY_SCALED) {
-                scaled_batch(jb->kt, ab, sb, mb, nb);
-                for (b = 0; b < nb; b++) {
-                    gb[b].mode = mb[b];
-                    gb[b].s = sb[b];
-                    gb[b].z = 0.0f;
-                    gb[b].r = 0.0f;
-                }
-            }
-            if (!rnd) batch_apply(jb, &c1, gb, nb, fam, dt, gc);
-            else for (b = 0; b < nb; b++) apply_span(jb, &gb[b], cb[b].row, cb[b].c0, gc, fam, rnd, mm, dt);
+            /* the batch: up to QS_BATCH whole groups from c, consecutive in memory (within c's row unless runs
+               may cross rows), counted at once rather than walked group by group */
+            const qs_unit c1 = c;
+            const int64_t whole = flat ? u1 - u0 : (jb->cols - c.c0) / gc;
+            const int64_t m = u1 - u0 < QS_BATCH ? u1 - u0 : QS_BATCH;
+            const int32_t nb = (int32_t)(whole < m ? whole : m);
+            const char *xb = jb->x + c1.row * jb->x_stride + c1.c0 * es;
+            int32_t b;
             if (nb == 0) { /* a shorter last group of a row */
                 quantize_group(jb, c.row, c.c0, c.n, fam, rnd, mm, dt);
                 u0++;
                 unit_next(jb, &c);
+                continue;
             }
+            for (b = 0; b < nb; b++) {
+                qs_range r = qs_range_empty();
+                range_scan(xb + b * gc * es, NULL, 0, gc, &r, 0, 0, dt);
+                if (amax_only) ab[b] = r.amax_bits;
+                else gb[b] = qs_group_params(jb->kt, r, fam);
+            }
+            if (amax_only) {
+                const int32_t special = scaled_batch(jb->kt, ab, sb, rb, mb, nb, fam);
+                if (!rnd) batch_apply_scaled(jb, &c1, sb, rb, mb, nb, special, fam, dt, gc);
+                for (b = 0; b < nb && rnd; b++) {
+                    gb[b].mode = mb[b];
+                    gb[b].s = sb[b];
+                    gb[b].r = fam == QS_FAMILY_SCALED_POW2 ? rb[b] : 0.0f;
+                    gb[b].z = 0.0f;
+                }
+            } else if (!rnd) {
+                batch_apply(jb, &c1, gb, nb, fam, dt, gc);
+            }
+            for (b = 0; b < nb && rnd; b++) { /* the call's other rounding: group by group */
+                const int64_t k = c1.c0 + b * gc; /* within c1's row, or past it when runs cross rows */
+                apply_span(jb, &gb[b], c1.row + k / jb->cols, k % jb->cols, gc, fam, rnd, mm, dt);
+            }
+            u0 += nb;
+            if (u0 < u1) c = unit_first(jb, u0);
         }
         return;
     }

@@ -129,6 +129,51 @@ def test_small_groups_in_runs_across_rows_and_views(name, kw, group, dtype):
         assert_same_bits(fq(x, name, **kw), ref.fake_quant(x, name, **kw), f"{name} {kw} {label}", inputs=x)
 
 
+def _fake_quant_in_place(x, name, **kw):
+    """The C kernel with y == x (the ops always write a new tensor): a copy of x quantized where it lies."""
+    import ctypes
+
+    from qsparse import _lib, ops
+    from qsparse.formats import Format
+    from qsparse.functional import op_args
+
+    a = op_args(Format(name, **kw))
+    p = ops._params(a[0], a[1], a[2], 0, a[3], a[4], a[5], a[6])
+    y = x.clone()
+    rows, cols = y.shape
+    _lib.cpu().call("qs_fake_quant_cpu", ctypes.byref(p), ops.dtype_code(y.dtype), rows, cols, y.data_ptr(), cols,
+                    y.data_ptr(), cols, None, 0, ops.MASK_NONE, 1)
+    return y
+
+
+@pytest.mark.parametrize("dtype", [F32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize("name,kw,group", [("nvfp4", {}, 16), ("nvfp4", {"scale_mode": "e4m3_block"}, 16),
+                                           ("mxfp4", {}, 32), ("mxfp8_e4m3", {"scale_mode": "rceil"}, 32),
+                                           ("fp4_e2m1", {"group_size": 16}, 16)])
+def test_groups_not_quantized_in_runs_in_place(name, kw, group, dtype):
+    # a run computes every group as a quantized one and then replaces those that are not (a zero scale: signed
+    # zeros; a NaN or Inf, or an exponent past E8M0: NaN) from their outputs alone, since y may be x
+    for label, x in batch_layouts(dtype, group, seed=3 * group):
+        if label == "row-strided view":
+            continue
+        expected = ref.fake_quant(x, name, **kw)
+        assert_same_bits(_fake_quant_in_place(x, name, **kw), expected, f"{name} {kw} {label} in place", inputs=x)
+    # NVFP4 with its tensor scale: blocks whose scale ts * bs underflows to 0 although their elements do not (a
+    # subnormal tensor scale), with both signs; their outputs are signed zeros
+    if name == "nvfp4" and not kw and dtype == F32:
+        g = torch.Generator().manual_seed(5)
+        x = torch.randint(1, 4, (6, 8 * group), generator=g).double() * 2.0 ** -149
+        x = x * (torch.randint(0, 2, x.shape, generator=g) * 2 - 1)
+        x[0, :group] = 2.0 ** -133  # the tensor max: ts = 2^-133 / 2688, subnormal
+        x = x.to(F32)
+        expected = ref.fake_quant(x, name)
+        zero_blocks = (expected.view(-1, group) == 0).all(1) & (x.view(-1, group) != 0).all(1)
+        assert zero_blocks.sum() > 40, "the case needs blocks of nonzero elements with a zero scale"
+        assert (torch.signbit(expected) == torch.signbit(x)).all()
+        assert_same_bits(fq(x, name), expected, "nvfp4 zero-scale blocks", inputs=x)
+        assert_same_bits(_fake_quant_in_place(x, name), expected, "nvfp4 zero-scale blocks in place", inputs=x)
+
+
 # ---- values worked out by hand from the sources' formulas ---------------------------------------------------------
 
 
