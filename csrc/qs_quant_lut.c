@@ -70,8 +70,11 @@ QS_ALWAYS_INLINE float lut_step(float y, float mid, uint32_t step) {
 typedef struct lut_split {
     int32_t np, nx; /* pairs, extras */
     int32_t core;   /* the first grid of the format with the same pairs */
+    int32_t int_steps; /* every pair's step is an integer below 2^24 (BitMoD's and ANT's grids): lut_core's sums
+                          in integers */
     float base;
     uint32_t pmid[QS_LUT_MAX_VALUES / 2], pstep[QS_LUT_MAX_VALUES / 2]; /* bits of m > 0 and of its step */
+    int32_t istep[QS_LUT_MAX_VALUES / 2]; /* int_steps: the steps as integers */
     float xmid[QS_LUT_MAX_VALUES - 1];
     uint32_t xstep[QS_LUT_MAX_VALUES - 1];
 } lut_split;
@@ -79,6 +82,7 @@ typedef struct lut_split {
 static void lut_split_make(const qs_lut_grid *g, lut_split *sp) {
     uint8_t paired[QS_LUT_MAX_VALUES - 1] = {0};
     float base = g->lo;
+    double total;
     int32_t k, i;
     sp->np = sp->nx = 0;
     for (k = 0; k < g->n - 1; k++) { /* ascending: the pairs in the order of m */
@@ -96,6 +100,13 @@ static void lut_split_make(const qs_lut_grid *g, lut_split *sp) {
             sp->xstep[sp->nx++] = qs_f2u(g->step[k]);
         }
     sp->base = base + 0.0f; /* +0 for a zero */
+    sp->int_steps = 1;
+    for (k = 0, total = 0.0; k < sp->np; k++) { /* (their sum too below 2^24: exact in binary32) */
+        const float st = qs_u2f(sp->pstep[k]);
+        total += st;
+        sp->int_steps &= st >= 0.0f && total < 16777216.0 && st == (float)(int32_t)st;
+        sp->istep[k] = sp->int_steps ? (int32_t)st : 0;
+    }
 }
 
 /* The splits of a format's grids (only NEAREST grids have pairs and extras). */
@@ -104,6 +115,7 @@ static void lut_splits(const qs_lut_traits *lt, lut_split *sp) {
     for (c = 0; c < lt->count; c++) {
         const lut_split *s = &sp[c];
         sp[c].np = sp[c].nx = 0;
+        sp[c].int_steps = 0;
         sp[c].base = 0.0f;
         sp[c].core = c;
         if (lt->g[c].kind != QS_LUT_NEAREST) continue;
@@ -129,8 +141,10 @@ QS_ALWAYS_INLINE int32_t pair_key(uint32_t u) { return (int32_t)((u & ~QS_F32_SI
 QS_ALWAYS_INLINE float pair_sum(float base, float a, uint32_t u) { return base + qs_u2f(qs_f2u(a) | (u & QS_F32_SIGN)); }
 
 /* abuf[j] = base + sgn(y) A of quotient ybuf[j]. np: the pairs, a literal (2, 3, 6, 7: BitMoD's and ANT's 3- and
-   4-bit grids), whose midpoints stay in registers while the loop over elements runs straight-line code; 0: any
-   number, one pass over the chunk per pair. */
+   4-bit grids, whose steps are integers: sp->int_steps), whose midpoints stay in registers while the loop over
+   elements runs straight-line code, A summed in integers (a conditional integer addition is a compare and a masked
+   add, where a float one took a compare, a mask and an add: lut_step); 0: any number, one pass over the chunk per
+   pair, in binary32. Either sum is exact. */
 QS_ALWAYS_INLINE void lut_core(const lut_split *sp, const float *ybuf, float *abuf, int64_t m, const int32_t np) {
     const float base = sp->base;
     uint32_t mid[QS_LUT_MAX_VALUES / 2], step[QS_LUT_MAX_VALUES / 2];
@@ -147,36 +161,36 @@ QS_ALWAYS_INLINE void lut_core(const lut_split *sp, const float *ybuf, float *ab
     }
     for (k = 0; k < np; k++) {
         mid[k] = sp->pmid[k];
-        step[k] = sp->pstep[k];
+        step[k] = (uint32_t)sp->istep[k];
     }
     for (j = 0; j < m; j++) {
         const uint32_t u = qs_f2u(ybuf[j]);
         const int32_t key = pair_key(u);
-        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f; /* short dependency chains */
+        int32_t a0 = 0, a1 = 0; /* the steps passed, in integers: a compare and a masked add per pair */
         QS_UNROLL
-        for (k = 0; k + 4 <= np; k += 4) {
-            a0 += pair_step(key, mid[k], step[k]);
-            a1 += pair_step(key, mid[k + 1], step[k + 1]);
-            a2 += pair_step(key, mid[k + 2], step[k + 2]);
-            a3 += pair_step(key, mid[k + 3], step[k + 3]);
+        for (k = 0; k + 2 <= np; k += 2) {
+            a0 += key > (int32_t)mid[k] ? (int32_t)step[k] : 0;
+            a1 += key > (int32_t)mid[k + 1] ? (int32_t)step[k + 1] : 0;
         }
         QS_UNROLL
-        for (; k < np; k++) a0 += pair_step(key, mid[k], step[k]);
-        abuf[j] = pair_sum(base, (a0 + a1) + (a2 + a3), u);
+        for (; k < np; k++) a0 += key > (int32_t)mid[k] ? (int32_t)step[k] : 0;
+        abuf[j] = pair_sum(base, (float)(a0 + a1), u); /* exact: below 2^24 */
     }
 }
 
 /* out[j] = qs_lut_elem of the element whose quotient (fast_div) is ybuf[j] on nearest-value grid g, from its
    base + sgn(y) A (abuf[j], lut_core): plus B, times the scale (f16: rounded to binary16), clamped to +-ymax. nx:
    the extras, a literal (0, 1, 3), or -1: any number, one pass over the chunk per extra. vs: a literal, 1 when
-   element j has its own scale sv[j] (a batch of groups, lut_batch) instead of p's. */
+   each group of n elements has its own scale sv[group] (a batch of groups, lut_batch) instead of p's. */
 QS_ALWAYS_INLINE void lut_final(const lut_split *sp, const qs_lut_grid *g, const qs_lut_gp *p, float ymax,
                                 const float *ybuf, const float *abuf, float *out, int64_t m, const int32_t nx,
-                                const int32_t pow2, const int32_t f16, const float *sv, const int32_t vs) {
+                                const int32_t pow2, const int32_t f16, const float *sv, int64_t n,
+                                const int32_t vs) {
     const float s = vs ? 0.0f : p->s, gc = g->c;
+    const int64_t span = vs ? n : m; /* elements with one scale */
     float mid[3];
     uint32_t step[3];
-    int64_t j;
+    int64_t j, j0;
     int32_t k;
     if (nx < 0) {
         for (j = 0; j < m; j++) out[j] = abuf[j];
@@ -190,14 +204,16 @@ QS_ALWAYS_INLINE void lut_final(const lut_split *sp, const qs_lut_grid *g, const
         mid[k] = sp->xmid[k];
         step[k] = sp->xstep[k];
     }
-    for (j = 0; j < m; j++) {
-        float q = nx < 0 ? out[j] : abuf[j], o;
-        QS_UNROLL
-        for (k = 0; k < nx; k++) q += lut_step(ybuf[j], mid[k], step[k]);
-        const float sj = vs ? sv[j] : s;
-        o = pow2 ? (q * gc) * sj : q * sj;
-        if (f16) o = qs_f16r(o);
-        out[j] = qs_clampf(o, -ymax, ymax);
+    for (j0 = 0; j0 < m; j0 += span) {
+        const float sj = vs ? sv[j0 / span] : s;
+        for (j = j0; j < j0 + span; j++) {
+            float q = nx < 0 ? out[j] : abuf[j], o;
+            QS_UNROLL
+            for (k = 0; k < nx; k++) q += lut_step(ybuf[j], mid[k], step[k]);
+            o = pow2 ? (q * gc) * sj : q * sj;
+            if (f16) o = qs_f16r(o);
+            out[j] = qs_clampf(o, -ymax, ymax);
+        }
     }
 }
 
@@ -247,14 +263,14 @@ QS_CORE_FN(7)
     static QS_CLONES void lut_final_##NAME##_##POW2##_##F16(const lut_split *sp, const qs_lut_grid *g,          \
                                                               const qs_lut_gp *p, float ymax, const float *ybuf, \
                                                               const float *abuf, float *out, int64_t m) {       \
-        lut_final(sp, g, p, ymax, ybuf, abuf, out, m, NX, POW2, F16, NULL, 0);                                 \
+        lut_final(sp, g, p, ymax, ybuf, abuf, out, m, NX, POW2, F16, NULL, 0, 0);                                 \
     }
 /* The same with a scale per element (lut_batch: no bitmod profile). */
 #define QS_FINAL_VFN(NAME, NX, POW2)                                                                           \
     static QS_CLONES void lut_finalv_##NAME##_##POW2(const lut_split *sp, const qs_lut_grid *g, float ymax,     \
                                                      const float *ybuf, const float *abuf, float *out, int64_t m, \
-                                                     const float *sv) {                                         \
-        lut_final(sp, g, NULL, ymax, ybuf, abuf, out, m, NX, POW2, 0, sv, 1);                                  \
+                                                     const float *sv, int64_t n) {                              \
+        lut_final(sp, g, NULL, ymax, ybuf, abuf, out, m, NX, POW2, 0, sv, n, 1);                               \
     }
 #define QS_FINAL_FNS(POW2, F16) \
     QS_FINAL_FN(0, 0, POW2, F16) QS_FINAL_FN(1, 1, POW2, F16) QS_FINAL_FN(3, 3, POW2, F16) QS_FINAL_FN(any, -1, POW2, F16)
@@ -279,7 +295,7 @@ QS_FINAL_VFNS(1)
 
 /* lut_core of the grid's number of pairs. */
 static void core_call(const lut_split *sp, const float *ybuf, float *abuf, int64_t m) {
-    switch (sp->np) {
+    switch (sp->int_steps ? sp->np : 0) {
     case 2: lut_core_2(sp, ybuf, abuf, m); break;
     case 3: lut_core_3(sp, ybuf, abuf, m); break;
     case 6: lut_core_6(sp, ybuf, abuf, m); break;
@@ -291,10 +307,10 @@ static void core_call(const lut_split *sp, const float *ybuf, float *abuf, int64
 #define QS_FINAL_VCALL(POW2)                                                                    \
     do {                                                                                        \
         switch (sp->nx) {                                                                       \
-        case 0: lut_finalv_0_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
-        case 1: lut_finalv_1_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
-        case 3: lut_finalv_3_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;                 \
-        default: lut_finalv_any_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv); break;              \
+        case 0: lut_finalv_0_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv, n); break;                 \
+        case 1: lut_finalv_1_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv, n); break;                 \
+        case 3: lut_finalv_3_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv, n); break;                 \
+        default: lut_finalv_any_##POW2(sp, g, ymax, ybuf, abuf, out, m, sv, n); break;              \
         }                                                                                       \
     } while (0)
 
@@ -496,8 +512,7 @@ QS_ALWAYS_INLINE void lut_batch(const qs_job *jb, const lut_split *sp, const qs_
     const int64_t es = (int64_t)qs_esize(dt), m = (int64_t)nb * n;
     const char *xp = jb->x + c1->row * jb->x_stride + c1->c0 * es;
     char *yp = jb->y + c1->row * jb->y_stride + c1->c0 * es;
-    float buf[QS_LUT_BATCH], ybuf[QS_LUT_BATCH], abuf[QS_LUT_BATCH], out[QS_LUT_BATCH], sv[QS_LUT_BATCH];
-    uint32_t ob[QS_LUT_BATCH];
+    float buf[QS_LUT_BATCH], ybuf[QS_LUT_BATCH], abuf[QS_LUT_BATCH], out[QS_LUT_BATCH], sv[QS_LUT_BATCH / 16];
     qs_lut_gp gp[QS_LUT_BATCH / 16];
     int32_t b, special = 0;
     int64_t j;
@@ -516,7 +531,7 @@ QS_ALWAYS_INLINE void lut_batch(const qs_job *jb, const lut_split *sp, const qs_
         special |= p.mode != QS_GP_QUANT;
         if (p.mode == QS_GP_QUANT) fast_div(g, &p, bb, yb, n, pow2, 0);
         else for (j = 0; j < n; j++) yb[j] = 0.0f;
-        for (j = 0; j < n; j++) sv[b * n + j] = p.s;
+        sv[b] = p.s;
     }
     core_call(sp, ybuf, abuf, m);
     if (pow2) QS_FINAL_VCALL(1);
@@ -525,9 +540,8 @@ QS_ALWAYS_INLINE void lut_batch(const qs_job *jb, const lut_split *sp, const qs_
         for (b = 0; b < nb; b++)
             if (gp[b].mode != QS_GP_QUANT)
                 for (j = 0; j < n; j++) out[b * n + j] = gp[b].mode == QS_GP_NAN ? qs_qnan() : 0.0f;
-    /* finite or qs_qnan, which the NaN-less bfloat16 rounding keeps a NaN; 32-bit lanes (qs_dtype_bits) */
-    for (j = 0; j < m; j++) ob[j] = qs_dtype_bits(out[j], dt, 0);
-    for (j = 0; j < m; j++) qs_store_bits(yp, j, dt, ob[j]);
+    /* finite or qs_qnan, which the NaN-less bfloat16 rounding keeps a NaN */
+    for (j = 0; j < m; j++) qs_store_bits(yp, j, dt, qs_dtype_bits(out[j], dt, 0));
 }
 
 /* Units [u0, u1). (Group sizes 32 and 128 used to be literals here; once the AVX2 and baseline loops vectorized
