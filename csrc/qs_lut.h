@@ -59,10 +59,6 @@ typedef struct qs_lut_traits {
     qs_lut_grid g[QS_LUT_MAX_CANDIDATES];
 } qs_lut_traits;
 
-/* ---- binary16 rounding (the bitmod profile) --------------------------------------------------------------------- */
-
-QS_HD float qs_f16r(float v) { return qs_f16_to_f32(qs_f32_to_f16(v)); }
-
 /* floor(log2 a) of a finite a > 0, exactly from the bits (binary32 subnormals included). */
 QS_HD int32_t qs_ilog2(float a) {
     const uint32_t b = qs_f2u(a) & ~QS_F32_SIGN;

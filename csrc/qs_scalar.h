@@ -257,6 +257,23 @@ QS_HD uint16_t qs_f32_to_f16(float f) {
     return (uint16_t)(sign | qs_selectu(a > QS_F32_INF_BITS, nan, qs_selectu(normal, r, m)));
 }
 
+/* v rounded to the nearest binary16 value, as a binary32: qs_f16_to_f32(qs_f32_to_f16(v)) (ties to even, overflow
+   to Inf, NaN quiet with its top payload bits) without the encoding, a third of its operations (the bitmod
+   profile rounds each input, quotient and output so). In binary16's normal range the 13 low mantissa bits are
+   rounded away in the integer bits (a carry moves into the exponent; 65520 and above reach 2^16, taken as Inf);
+   below 2^-14 the multiple of 2^-24 is what adding and subtracting 0.5 leaves (both exact but the first, which
+   rounds |v| < 2^-14 to nearest even on 0.5's spacing, 2^-24). tests/c/test_rounding.c holds the two equal. */
+QS_HD float qs_f16r(float v) {
+    const uint32_t u = qs_f2u(v);
+    const uint32_t sign = u & QS_F32_SIGN;
+    const uint32_t a = u ^ sign;
+    const uint32_t r = (a + 0xfffu + ((a >> 13) & 1u)) & ~0x1fffu; /* a <= 0x7fffffff: no wrap */
+    const uint32_t normal = qs_selectu(r > 0x477fe000u, QS_F32_INF_BITS, r); /* 65504, binary16's max */
+    const uint32_t sub = qs_f2u((qs_u2f(a) + 0.5f) - 0.5f);
+    const uint32_t nan = (a | 0x00400000u) & ~0x1fffu;
+    return qs_u2f(sign | qs_selectu(a > QS_F32_INF_BITS, nan, qs_selectu(a >= 0x38800000u, normal, sub)));
+}
+
 QS_HD float qs_load(const void *p, int64_t i, int32_t dtype) {
     if (dtype == 0) return ((const float *)p)[i];
     if (dtype == 1) return qs_f16_to_f32(((const uint16_t *)p)[i]);
@@ -490,7 +507,7 @@ QS_HD float qs_lq_fixed(float x, float s, float top, float inv) {
    it is rounded too (double -> binary32 -> dtype). h == 0: binary32, the identity. Below, R(.) marks each such
    rounding; with h == 0 the functions are the binary32 formulas. */
 QS_HD float qs_lq_r(float v, int32_t h) {
-    if (h == 1) return qs_f16_to_f32(qs_f32_to_f16(v));
+    if (h == 1) return qs_f16r(v);
     if (h == 2) return qs_bf16_to_f32(qs_f32_to_bf16(v));
     return v;
 }
