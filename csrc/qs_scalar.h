@@ -258,11 +258,11 @@ QS_HD uint16_t qs_f32_to_f16(float f) {
 }
 
 /* v rounded to the nearest binary16 value, as a binary32: qs_f16_to_f32(qs_f32_to_f16(v)) (ties to even, overflow
-   to Inf, NaN quiet with its top payload bits) without the encoding, a third of its operations (the bitmod
-   profile rounds each input, quotient and output so). In binary16's normal range the 13 low mantissa bits are
-   rounded away in the integer bits (a carry moves into the exponent; 65520 and above reach 2^16, taken as Inf);
-   below 2^-14 the multiple of 2^-24 is what adding and subtracting 0.5 leaves (both exact but the first, which
-   rounds |v| < 2^-14 to nearest even on 0.5's spacing, 2^-24). tests/c/test_rounding.c holds the two equal. */
+   to Inf, NaN quiet with its top payload bits) without the encoding (the bitmod profile rounds each input, quotient
+   and output so). In binary16's normal range the 13 low mantissa bits are rounded away in the integer bits (a carry
+   moves into the exponent; 65520 and above reach 2^16, taken as Inf); below 2^-14, |v| + 0.5 rounds |v| to the
+   nearest even multiple of 0.5's spacing, 2^-24, and subtracting 0.5 is exact. tests/c/test_rounding.c holds the
+   two forms equal. */
 QS_HD float qs_f16r(float v) {
     const uint32_t u = qs_f2u(v);
     const uint32_t sign = u & QS_F32_SIGN;
